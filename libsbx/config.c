@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+
+#ifndef SBX_SYSCONFDIR
+#define SBX_SYSCONFDIR "/etc/sbx"
+#endif
+#ifndef SBX_LIBEXECDIR
+#define SBX_LIBEXECDIR "/usr/libexec/sbx"
+#endif
+#ifndef SBX_DATADIR
+#define SBX_DATADIR "/usr/share/sbx"
+#endif
+
+static const char *const accel_names[] = {
+        [SBX_ACCEL_AUTO] = "auto",
+        [SBX_ACCEL_KVM] = "kvm",
+        [SBX_ACCEL_TCG] = "tcg",
+};
+
+const char *sbx_accel_to_string(SbxAccel a) {
+        return a <= SBX_ACCEL_TCG ? accel_names[a] : "unknown";
+}
+
+int sbx_accel_from_string(const char *s, SbxAccel *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(accel_names); i++)
+                if (strcmp(s, accel_names[i]) == 0) {
+                        *ret = (SbxAccel) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int set_str(char **field, const char *v) {
+        char *s = strdup(v);
+        if (!s)
+                return -ENOMEM;
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+static int set_u32(uint32_t *field, const char *v, uint32_t min, uint32_t max) {
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || x < min || x > max)
+                return -EINVAL;
+        *field = (uint32_t) x;
+        return 0;
+}
+
+int sbx_config_parse_line(SbxConfig *c, const char *line) {
+        char key[64], value[4096];
+        const char *p = line, *eq;
+        size_t n;
+
+        while (isspace((unsigned char) *p))
+                p++;
+        if (*p == 0 || *p == '#' || *p == ';')
+                return 0;
+        eq = strchr(p, '=');
+        if (!eq)
+                return -EINVAL;
+        n = (size_t) (eq - p);
+        while (n > 0 && isspace((unsigned char) p[n - 1]))
+                n--;
+        if (n == 0 || n >= sizeof key)
+                return -EINVAL;
+        memcpy(key, p, n);
+        key[n] = 0;
+        p = eq + 1;
+        while (isspace((unsigned char) *p))
+                p++;
+        n = strlen(p);
+        while (n > 0 && isspace((unsigned char) p[n - 1]))
+                n--;
+        if (n >= sizeof value)
+                return -EINVAL;
+        memcpy(value, p, n);
+        value[n] = 0;
+
+        if (strcmp(key, "kernel") == 0)
+                return set_str(&c->kernel, value);
+        if (strcmp(key, "initrd") == 0)
+                return set_str(&c->initrd, value);
+        if (strcmp(key, "rootfs") == 0)
+                return set_str(&c->rootfs, value);
+        if (strcmp(key, "qemu") == 0)
+                return set_str(&c->qemu, value);
+        if (strcmp(key, "worker_path") == 0)
+                return set_str(&c->worker_path, value);
+        if (strcmp(key, "worker_socket") == 0)
+                return set_str(&c->worker_socket, value);
+        if (strcmp(key, "runtime_dir") == 0)
+                return set_str(&c->runtime_dir, value);
+        if (strcmp(key, "state_dir") == 0)
+                return set_str(&c->state_dir, value);
+        if (strcmp(key, "cgroup_parent") == 0)
+                return set_str(&c->cgroup_parent, value);
+        if (strcmp(key, "accel") == 0)
+                return sbx_accel_from_string(value, &c->accel);
+        if (strcmp(key, "max_vms") == 0)
+                return set_u32(&c->max_vms, value, 0, 4096);
+        if (strcmp(key, "queue_max") == 0)
+                return set_u32(&c->queue_max, value, 0, 100000);
+        if (strcmp(key, "queue_timeout_seconds") == 0)
+                return set_u32(&c->queue_timeout_s, value, 1, 3600);
+        if (strcmp(key, "default_memory_mb") == 0)
+                return set_u32(&c->default_memory_mb, value, 128, 1024 * 1024);
+        if (strcmp(key, "vcpus") == 0)
+                return set_u32(&c->vcpus, value, 1, 64);
+        if (strcmp(key, "boot_timeout_ms") == 0)
+                return set_u32(&c->boot_timeout_ms, value, 500, 600000);
+        if (strcmp(key, "job_linger_seconds") == 0)
+                return set_u32(&c->job_linger_s, value, 0, 86400);
+        return -EINVAL;
+}
+
+static int config_defaults(SbxConfig *c) {
+        const char *rt = getuid() == 0 ? "/run/sbx" : NULL;
+        char buf[256];
+
+        *c = (SbxConfig) {
+                .accel = SBX_ACCEL_AUTO,
+                .queue_max = 64,
+                .queue_timeout_s = 120,
+                .default_memory_mb = 256,
+                .vcpus = 1,
+                .boot_timeout_ms = 20000,
+                .job_linger_s = 60,
+        };
+        if (!rt) {
+                const char *x = getenv("XDG_RUNTIME_DIR");
+                snprintf(buf, sizeof buf, "%s/sbx", x ?: "/tmp");
+                rt = buf;
+        }
+        if (set_str(&c->kernel, SBX_DATADIR "/bzImage") < 0 || set_str(&c->initrd, SBX_DATADIR "/initramfs.cpio") < 0 ||
+            set_str(&c->rootfs, SBX_DATADIR "/rootfs.erofs") < 0 || set_str(&c->qemu, "qemu-system-x86_64") < 0 ||
+            set_str(&c->worker_path, SBX_LIBEXECDIR "/sbx-vmworker") < 0 || set_str(&c->runtime_dir, rt) < 0 ||
+            set_str(&c->state_dir, getuid() == 0 ? "/var/lib/sbx" : "/tmp/sbx-state") < 0 ||
+            set_str(&c->cgroup_parent, "sbx") < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int sbx_config_load(SbxConfig *c, const char *path) {
+        _cleanup_fclose_ FILE *f = NULL;
+        char line[4200];
+        unsigned lineno = 0;
+        int r;
+
+        r = config_defaults(c);
+        if (r < 0)
+                return r;
+
+        if (!path)
+                path = getenv("SBX_CONFIG");
+        if (!path)
+                path = SBX_SYSCONFDIR "/sbx.conf";
+
+        f = fopen(path, "re");
+        if (!f && errno != ENOENT)
+                return log_error_errno(errno, "Failed to open %s: %m", path);
+        while (f && fgets(line, sizeof line, f)) {
+                lineno++;
+                line[strcspn(line, "\n")] = 0;
+                r = sbx_config_parse_line(c, line);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return log_error_errno(r, "%s:%u: invalid line: %s", path, lineno, line);
+        }
+
+        /* The environment overrides the file, for one-off runs and tests. */
+        const char *e = getenv("SBX_ACCEL");
+        if (e && *e && sbx_accel_from_string(e, &c->accel) < 0)
+                return log_error_errno(EINVAL, "SBX_ACCEL=%s is not one of auto, kvm, tcg.", e);
+        return 0;
+}
+
+void sbx_config_done(SbxConfig *c) {
+        free(c->kernel);
+        free(c->initrd);
+        free(c->rootfs);
+        free(c->qemu);
+        free(c->worker_path);
+        free(c->worker_socket);
+        free(c->runtime_dir);
+        free(c->state_dir);
+        free(c->cgroup_parent);
+        *c = (SbxConfig) {};
+}

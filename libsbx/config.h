@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The suite's configuration: one "key = value" file shared by the broker
+ * and its workers. Lookup order: the explicit path, $SBX_CONFIG, then
+ * SBX_SYSCONFDIR/sbx.conf. A missing file means built-in defaults.
+ * docs/configuration.md and the README list every key. */
+
+#include <stdint.h>
+
+typedef enum SbxAccel {
+        SBX_ACCEL_AUTO,
+        SBX_ACCEL_KVM,
+        SBX_ACCEL_TCG,
+} SbxAccel;
+
+typedef struct SbxConfig {
+        char *kernel;        /* guest bzImage */
+        char *initrd;        /* guest initramfs (cpio) */
+        char *rootfs;        /* guest EROFS root image */
+        char *qemu;          /* qemu-system-x86_64 */
+        char *worker_path;   /* sbx-vmworker binary, for the embedded (spawn) mode */
+        char *worker_socket; /* if set, connect here (systemd socket activation) instead of spawning */
+        char *runtime_dir;   /* per-VM scratch, sockets */
+        char *state_dir;     /* probe results, caches */
+        char *cgroup_parent; /* cgroup path (relative to each hierarchy) for VM cgroups; "" disables */
+        SbxAccel accel;
+        uint32_t max_vms;          /* concurrent VMs; 0 = derived from host memory and CPUs */
+        uint32_t queue_max;        /* requests waiting for a slot before Capacity */
+        uint32_t queue_timeout_s;  /* how long a queued request may wait */
+        uint32_t default_memory_mb;
+        uint32_t vcpus;
+        uint32_t boot_timeout_ms;  /* per attempt; one retry */
+        uint32_t job_linger_s;     /* finished job objects stay this long */
+} SbxConfig;
+
+int sbx_config_load(SbxConfig *c, const char *path);
+void sbx_config_done(SbxConfig *c);
+const char *sbx_accel_to_string(SbxAccel a);
+int sbx_accel_from_string(const char *s, SbxAccel *ret);
+/* Parses one line into c; exposed for the fuzz target. Returns 0, or -EINVAL for an unknown key or bad value. */
+int sbx_config_parse_line(SbxConfig *c, const char *line);

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes everything, waiting with poll() on EAGAIN. Uses MSG_NOSIGNAL on sockets. */
+int loop_write(int fd, const void *buf, size_t n);
+int fd_set_nonblock(int fd, int nonblock);
+int fd_set_cloexec(int fd, int cloexec);
+/* Moves fd to exactly `target` (for handing fd 3 to a child). */
+int fd_move_to(int fd, int target);
+uint64_t now_usec(int clock);
+/* Reads a small text file into a NUL-terminated buffer. */
+int read_small_file(const char *path, char *buf, size_t size);
+int write_string_file(const char *path, const char *s);
+/* Removes a directory tree; returns 0 when it is gone. */
+int rm_rf(const char *path);

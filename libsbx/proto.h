@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* Message types and TLV tags of the two sbx wire protocols. Both use the
+ * framing in frame.h: a 12-byte header, then a payload of TLV items.
+ *
+ *   guest channel   host (sbx-vmworker) <-> guest agent, virtio-serial port
+ *                   "org.sbx.agent.0". The host treats every byte as hostile.
+ *   worker channel  sbx-broker <-> sbx-vmworker, the socket the worker gets
+ *                   as fd 3.
+ *
+ * docs/protocols.md describes every message. Unknown tags are skipped, so
+ * fields can be added without a version bump; removing or changing the
+ * meaning of one needs SBX_PROTO_VERSION + 1. */
+
+#include <stdint.h>
+
+#define SBX_PROTO_VERSION 1
+#define SBX_AGENT_PORT_NAME "org.sbx.agent.0"
+
+/* ---- limits (bytes unless named otherwise) ---- */
+#define SBX_CODE_MAX (1024u * 1024u)
+#define SBX_STDOUT_MAX (1024u * 1024u)
+#define SBX_STDERR_MAX (100u * 1024u)
+#define SBX_ENV_COUNT_MAX 100u
+#define SBX_ENV_NAME_MAX 256u
+#define SBX_ENV_VALUE_MAX (32u * 1024u)
+#define SBX_OUTPUT_CHUNK_MAX (32u * 1024u)
+#define SBX_MESSAGE_MAX 4096u
+/* Largest payload each side accepts from its peer. */
+#define SBX_GUEST_FRAME_MAX (64u * 1024u)    /* host reading the guest */
+#define SBX_HOST_FRAME_MAX (4u * 1024u * 1024u) /* guest reading the host, worker reading the broker */
+#define SBX_WORKER_FRAME_MAX (128u * 1024u)  /* broker reading a worker */
+
+#define SBX_TIMEOUT_MIN_S 1u
+#define SBX_TIMEOUT_MAX_S 300u
+#define SBX_TIMEOUT_DEFAULT_S 30u
+#define SBX_MEMORY_MIN_MB 128u
+#define SBX_MEMORY_DEFAULT_MB 256u
+
+typedef enum SbxMsgType {
+        /* guest -> host */
+        SBX_G_HELLO = 1,  /* VERSION, UPTIME_MS: the agent is up and listening */
+        SBX_G_OUTPUT = 2, /* STREAM, DATA (<= SBX_OUTPUT_CHUNK_MAX) */
+        SBX_G_EXIT = 3,   /* EXIT_CODE, EXEC_MS, TIMED_OUT */
+        SBX_G_ERROR = 4,  /* MESSAGE: the agent could not run the code */
+        SBX_G_PONG = 5,   /* DATA echoed from PING */
+
+        /* host -> guest */
+        SBX_H_EXEC = 64,   /* LANGUAGE, CODE, TIMEOUT_MS, ENV*, CLOCK_NS, SEED */
+        SBX_H_PING = 65,   /* DATA */
+        SBX_H_CANCEL = 66, /* kill the running code */
+
+        /* broker -> worker */
+        SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
+        SBX_B_CANCEL = 129, /* stop the VM now */
+
+        /* worker -> broker */
+        SBX_W_STATUS = 160, /* PHASE, QEMU_PID, BOOT_MS */
+        SBX_W_OUTPUT = 161, /* STREAM, DATA */
+        SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, BOOT_MS, SETUP_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED,
+                               TIMED_OUT, STDOUT_TRUNC, STDERR_TRUNC, ACCEL, MESSAGE (timeout reason) */
+        SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE */
+} SbxMsgType;
+
+typedef enum SbxTag {
+        SBX_T_VERSION = 1,       /* u32 */
+        SBX_T_UPTIME_MS = 2,     /* u64 */
+        SBX_T_STREAM = 3,        /* u8: SbxStream */
+        SBX_T_DATA = 4,          /* bytes */
+        SBX_T_EXIT_CODE = 5,     /* i32 */
+        SBX_T_EXEC_MS = 6,       /* u64 */
+        SBX_T_TIMED_OUT = 7,     /* u8 (0/1) */
+        SBX_T_MESSAGE = 8,       /* string */
+        SBX_T_LANGUAGE = 9,      /* string: python | javascript | raw */
+        SBX_T_CODE = 10,         /* bytes */
+        SBX_T_TIMEOUT_MS = 11,   /* u32 */
+        SBX_T_ENV = 12,          /* string "KEY=VALUE", repeated */
+        SBX_T_CLOCK_NS = 13,     /* u64, host CLOCK_REALTIME */
+        SBX_T_SEED = 14,         /* bytes, fresh entropy for the guest RNG */
+        SBX_T_MEMORY_MB = 20,    /* u32 */
+        SBX_T_VCPUS = 21,        /* u32 */
+        SBX_T_ACCEL = 22,        /* string: kvm | tcg */
+        SBX_T_RUN_ID = 23,       /* u64 */
+        SBX_T_BOOT_MS = 24,      /* u64 */
+        SBX_T_SETUP_MS = 25,     /* u64 */
+        SBX_T_CPU_MS = 26,       /* u64 */
+        SBX_T_MEM_PEAK_MB = 27,  /* u64 */
+        SBX_T_ERROR_KIND = 28,   /* u32: SbxErrorKind */
+        SBX_T_PHASE = 29,        /* u32: SbxPhase */
+        SBX_T_STDOUT_TRUNC = 30, /* u8 */
+        SBX_T_STDERR_TRUNC = 31, /* u8 */
+        SBX_T_QEMU_PID = 32,     /* u32 */
+        SBX_T_CPU_THROTTLED = 33, /* u64 */
+} SbxTag;
+
+typedef enum SbxStream {
+        SBX_STREAM_STDOUT = 1,
+        SBX_STREAM_STDERR = 2,
+} SbxStream;
+
+typedef enum SbxPhase {
+        SBX_PHASE_SETUP = 1,
+        SBX_PHASE_BOOTING = 2,
+        SBX_PHASE_RUNNING = 3,
+} SbxPhase;
+
+typedef enum SbxErrorKind {
+        SBX_ERR_TRANSIENT = 1,    /* the code never ran; safe to retry */
+        SBX_ERR_BOOT_TIMEOUT = 2, /* the guest did not come up, twice */
+        SBX_ERR_INTERNAL = 3,
+        SBX_ERR_INVALID = 4,      /* the worker refused the request */
+} SbxErrorKind;
+
+typedef enum SbxLanguage {
+        SBX_LANG_INVALID = -1,
+        SBX_LANG_PYTHON = 0,
+        SBX_LANG_JAVASCRIPT = 1,
+        SBX_LANG_RAW = 2,
+        _SBX_LANG_MAX,
+} SbxLanguage;

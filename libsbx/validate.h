@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* Checks of caller-supplied request fields. Each returns 0, or a negative
+ * errno with a human-readable reason in *ret_reason (static storage). The
+ * broker maps failures to typed D-Bus errors. */
+
+#include <stddef.h>
+
+#include "proto.h"
+
+SbxLanguage sbx_language_from_string(const char *s);
+const char *sbx_language_to_string(SbxLanguage l);
+
+/* Not empty, not only whitespace, <= SBX_CODE_MAX, no NUL, valid length given. */
+int sbx_validate_code(const char *code, size_t len, const char **ret_reason);
+/* POSIX-style name [A-Za-z_][A-Za-z0-9_]*, <= SBX_ENV_NAME_MAX. */
+int sbx_validate_env_name(const char *name, const char **ret_reason);
+/* <= SBX_ENV_VALUE_MAX, no control characters except tab. */
+int sbx_validate_env_value(const char *value, const char **ret_reason);

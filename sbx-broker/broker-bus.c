@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "broker.h"
+#include "bus-names.h"
+#include "fdio.h"
+#include "job.h"
+#include "log.h"
+#include "macro.h"
+#include "request.h"
+#include "validate.h"
+
+static int read_request_into_job(Broker *b, sd_bus_message *m, Job **ret, sd_bus_error *error) {
+        SbxRequest req;
+        int r;
+
+        request_init(&req, b->config.default_memory_mb);
+        r = request_read(m, &req, b->max_memory_mb, error);
+        if (r >= 0)
+                r = job_new(b, &req, m, ret, error);
+        request_done(&req);
+        return r;
+}
+
+static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Broker *b = userdata;
+        Job *j;
+        int r;
+
+        r = read_request_into_job(b, m, &j, error);
+        if (r < 0)
+                return r;
+        j->reply_to = sd_bus_message_ref(m);
+        broker_dispatch_queue(b);
+        return 1; /* the reply comes when the job completes */
+}
+
+static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Broker *b = userdata;
+        Job *j;
+        int r;
+
+        r = read_request_into_job(b, m, &j, error);
+        if (r < 0)
+                return r;
+        j->emit_signals = true;
+        /* Reply before the job can produce signals, so the path reaches the caller first. */
+        r = sd_bus_reply_method_return(m, "o", j->path);
+        if (r < 0) {
+                job_free(j);
+                return r;
+        }
+        broker_dispatch_queue(b);
+        return 1;
+}
+
+static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Broker *b = userdata;
+        int r;
+        (void) error;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "version", "s", SBX_VERSION, "accel", "s",
+                                  sbx_accel_to_string(b->accel), "max_vms", "u", b->max_vms, "active_runs", "u",
+                                  b->n_active, "queued", "u", b->n_queued, "total_runs", "t", b->n_total,
+                                  "failed_runs", "t", b->n_failed, "uptime_ms", "t",
+                                  (now_usec(CLOCK_MONOTONIC) - b->start_usec) / 1000u);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}", "worker_mode", "s", b->config.worker_socket ? "socket" : "spawn");
+        if (r < 0)
+                return r;
+
+        /* jobs: id, object path, state, language, worker pid, qemu pid */
+        r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "jobs");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a(tossuu)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(tossuu)");
+        for (Job *j = b->jobs_head; r >= 0 && j; j = j->next)
+                r = sd_bus_message_append(reply, "(tossuu)", j->id, j->path, job_state_to_string(j->state),
+                                          sbx_language_to_string(j->req.language) ?: "", (uint32_t) j->worker_pid,
+                                          j->qemu_pid);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int property_accel(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Broker *b = userdata;
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return sd_bus_message_append(reply, "s", sbx_accel_to_string(b->accel));
+}
+
+static int property_active_runs(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Broker *b = userdata;
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return sd_bus_message_append(reply, "u", b->n_active);
+}
+
+static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) userdata;
+        (void) error;
+        return sd_bus_message_append(reply, "s", SBX_VERSION);
+}
+
+static const sd_bus_vtable broker_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Accel", "s", property_accel, 0, 0),
+        SD_BUS_PROPERTY("ActiveRuns", "u", property_active_runs, 0, 0),
+        SD_BUS_METHOD_WITH_NAMES("Run", "a{sv}", SD_BUS_PARAM(request), "a{sv}", SD_BUS_PARAM(result), method_run,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("StartRun", "a{sv}", SD_BUS_PARAM(request), "o", SD_BUS_PARAM(job),
+                                 method_start_run, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetStatus", "", , "a{sv}", SD_BUS_PARAM(status), method_get_status,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int broker_bus_setup(Broker *b) {
+        int r;
+
+        r = sd_bus_add_object_vtable(b->bus, NULL, SBX_BUS_PATH, SBX_BUS_IFACE, broker_vtable, b);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the broker object: %m");
+        r = job_bus_setup(b);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register job objects: %m");
+        r = sd_bus_add_object_manager(b->bus, NULL, SBX_BUS_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the object manager: %m");
+        return 0;
+}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "bus-names.h"
+#include "fdio.h"
+#include "job.h"
+#include "log.h"
+#include "macro.h"
+
+/* Host memory kept for the host itself, and per-VM overhead beyond guest RAM (QEMU, TCG code buffer). */
+#define HOST_RESERVE_MB 512u
+#define VM_OVERHEAD_MB 160u
+
+static uint64_t host_memory_mb(void) {
+        long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+        if (pages <= 0 || size <= 0)
+                return 1024;
+        return (uint64_t) pages * (uint64_t) size / (1024u * 1024u);
+}
+
+static void broker_derive_limits(Broker *b) {
+        uint64_t mem = host_memory_mb();
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        uint64_t usable = mem > HOST_RESERVE_MB * 2 ? mem - HOST_RESERVE_MB : mem / 2;
+
+        b->max_memory_mb = (uint32_t) MIN(usable - MIN(usable, VM_OVERHEAD_MB), (uint64_t) UINT32_MAX);
+        if (b->config.max_vms > 0)
+                b->max_vms = b->config.max_vms;
+        else {
+                /* A booting TCG guest keeps a core busy: two VMs per core, bounded by memory. */
+                uint64_t by_mem = usable / (b->config.default_memory_mb + VM_OVERHEAD_MB);
+                uint64_t by_cpu = (uint64_t) MAX(cpus, 1L) * 2;
+                b->max_vms = (uint32_t) MAX((uint64_t) 1, MIN(by_mem, by_cpu));
+        }
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) userdata;
+        log_info("Received %s, stopping.", strsignal((int) si->ssi_signo));
+        return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+int broker_new(const char *config_path, bool system_bus, Broker **ret) {
+        Broker *b;
+        int r;
+
+        b = calloc(1, sizeof(Broker));
+        if (!b)
+                return log_oom();
+        b->start_usec = now_usec(CLOCK_MONOTONIC);
+        if (config_path) {
+                b->config_path = realpath(config_path, NULL);
+                if (!b->config_path) {
+                        r = log_error_errno(errno, "Config %s: %m", config_path);
+                        goto fail;
+                }
+        }
+        r = sbx_config_load(&b->config, b->config_path);
+        if (r < 0)
+                goto fail;
+        broker_derive_limits(b);
+
+        r = sd_event_default(&b->event);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_add_signal(b->event, NULL, SIGTERM, on_exit_signal, b);
+        (void) sd_event_add_signal(b->event, NULL, SIGINT, on_exit_signal, b);
+
+        r = system_bus ? sd_bus_open_system(&b->bus) : sd_bus_open(&b->bus);
+        if (r < 0) {
+                log_error_errno(r, "Failed to connect to the %s bus: %m", system_bus ? "system" : "session/starter");
+                goto fail;
+        }
+        r = sd_bus_attach_event(b->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                goto fail;
+
+        r = broker_bus_setup(b);
+        if (r < 0)
+                goto fail;
+        r = broker_resolve_accel(b);
+        if (r < 0)
+                goto fail;
+
+        r = sd_bus_request_name(b->bus, SBX_BUS_NAME, 0);
+        if (r < 0) {
+                log_error_errno(r, "Failed to acquire %s: %m", SBX_BUS_NAME);
+                goto fail;
+        }
+        log_info("sbx-broker %s ready: %u VM slots, accel %s, workers %s.", SBX_VERSION, b->max_vms,
+                 sbx_accel_to_string(b->accel), b->config.worker_socket ?: b->config.worker_path);
+        *ret = b;
+        return 0;
+fail:
+        broker_free(b);
+        return r;
+}
+
+Broker *broker_free(Broker *b) {
+        if (!b)
+                return NULL;
+        while (b->jobs_head)
+                job_free(b->jobs_head);
+        sd_bus_flush_close_unref(b->bus);
+        sd_event_unref(b->event);
+        sbx_config_done(&b->config);
+        free(b->config_path);
+        free(b);
+        return NULL;
+}
+
+int broker_run(Broker *b) {
+        int r;
+
+        (void) sd_notify(false, "READY=1\nSTATUS=Serving org.sbx.Broker1");
+        r = sd_event_loop(b->event);
+        (void) sd_notify(false, "STOPPING=1");
+        /* Cancel what is still running so no worker or QEMU outlives us. */
+        for (Job *j = b->jobs_head; j; j = j->next)
+                job_cancel(j, "the broker is stopping");
+        return r;
+}

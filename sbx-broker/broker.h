@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+
+typedef struct Job Job;
+
+typedef struct Broker {
+        sd_event *event;
+        sd_bus *bus;
+        SbxConfig config;
+        char *config_path;     /* handed to spawned workers as SBX_CONFIG */
+        SbxAccel accel;        /* resolved: kvm or tcg */
+        uint32_t max_vms;      /* concurrent VMs (admission) */
+        uint32_t max_memory_mb;
+        Job *jobs_head, *jobs_tail; /* every live job, oldest first */
+        uint32_t n_active;     /* jobs holding a VM slot */
+        uint32_t n_queued;
+        uint64_t next_id;
+        uint64_t n_total, n_failed;
+        uint64_t start_usec;
+} Broker;
+
+int broker_new(const char *config_path, bool system_bus, Broker **ret);
+Broker *broker_free(Broker *b);
+int broker_run(Broker *b);
+
+/* Starts queued jobs while VM slots are free. */
+void broker_dispatch_queue(Broker *b);
+
+/* broker-bus.c */
+int broker_bus_setup(Broker *b);
+/* accel.c: resolves config.accel (auto runs the worker's KVM probe, cached). */
+int broker_resolve_accel(Broker *b);

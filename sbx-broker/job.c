@@ -1,0 +1,688 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus-names.h"
+#include "fdio.h"
+#include "job.h"
+#include "log.h"
+#include "macro.h"
+#include "proto.h"
+#include "validate.h"
+
+/* How long finished output may take to reach a slow caller fd before the rest is dropped. */
+#define JOB_DRAIN_TIMEOUT_USEC (10u * 1000000u)
+
+static const char *const job_state_names[_JOB_STATE_MAX] = {
+        [JOB_QUEUED] = "queued",     [JOB_BOOTING] = "booting", [JOB_RUNNING] = "running",
+        [JOB_FINISHED] = "finished", [JOB_FAILED] = "failed",   [JOB_CANCELLED] = "cancelled",
+};
+
+const char *job_state_to_string(JobState s) {
+        return s < _JOB_STATE_MAX ? job_state_names[s] : "unknown";
+}
+
+static void job_set_state(Job *j, JobState s) {
+        if (j->state == s)
+                return;
+        j->state = s;
+        job_emit_state_changed(j);
+}
+
+static void job_try_complete(Job *j);
+
+static void job_release_worker(Job *j, bool kill_worker) {
+        Broker *b = j->broker;
+
+        j->worker_io = sd_event_source_disable_unref(j->worker_io);
+        j->worker_fd = safe_close(j->worker_fd);
+        if (j->worker_pid > 0 && kill_worker)
+                /* The worker kills its QEMU on SIGTERM; its exit is reaped by a floating child source. */
+                (void) kill(j->worker_pid, SIGTERM);
+        j->worker_pid = 0;
+        sbx_frame_reader_done(&j->reader);
+        if (j->holds_slot) {
+                j->holds_slot = false;
+                b->n_active--;
+                broker_dispatch_queue(b);
+        }
+}
+
+static void job_fail(Job *j, const char *error_name, const char *fmt, ...) _printf_(3, 4);
+static void job_fail(Job *j, const char *error_name, const char *fmt, ...) {
+        va_list ap;
+
+        if (j->error_name || j->have_result)
+                return;
+        j->error_name = error_name;
+        va_start(ap, fmt);
+        if (vasprintf(&j->error_message, fmt, ap) < 0)
+                j->error_message = NULL;
+        va_end(ap);
+        log_info("Job %" PRIu64 " failed: %s: %s", j->id, error_name, j->error_message ?: "");
+        job_release_worker(j, true);
+        job_try_complete(j);
+}
+
+static int on_linger_done(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) s;
+        (void) usec;
+        job_free(userdata);
+        return 0;
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Job *j = userdata;
+        (void) s;
+        (void) usec;
+        log_warning("Job %" PRIu64 ": caller stopped reading its output fd; dropping the rest.", j->id);
+        if (fdsink_pending(j->out.sink))
+                j->out.truncated = true;
+        if (fdsink_pending(j->err.sink))
+                j->err.truncated = true;
+        j->out.sink = fdsink_free(j->out.sink);
+        j->err.sink = fdsink_free(j->err.sink);
+        job_try_complete(j);
+        return 0;
+}
+
+static int job_arm_timer(Job *j, uint64_t usec_from_now, sd_event_time_handler_t handler) {
+        j->timer = sd_event_source_disable_unref(j->timer);
+        return sd_event_add_time_relative(j->broker->event, &j->timer, CLOCK_MONOTONIC, usec_from_now, 0, handler, j);
+}
+
+static void job_try_complete(Job *j) {
+        Broker *b = j->broker;
+        int r;
+
+        if (j->completed || (!j->have_result && !j->error_name))
+                return;
+        if (fdsink_pending(j->out.sink) || fdsink_pending(j->err.sink)) {
+                if (!j->timer)
+                        (void) job_arm_timer(j, JOB_DRAIN_TIMEOUT_USEC, on_drain_timeout);
+                return;
+        }
+
+        j->completed = true;
+        j->t_done = now_usec(CLOCK_MONOTONIC);
+        j->track = sd_bus_track_unref(j->track);
+        if (j->error_name && strcmp(j->error_name, SBX_ERROR_CANCELLED) == 0)
+                job_set_state(j, JOB_CANCELLED);
+        else
+                job_set_state(j, j->error_name ? JOB_FAILED : JOB_FINISHED);
+        if (j->error_name)
+                b->n_failed++;
+
+        if (j->reply_to) {
+                if (j->error_name)
+                        r = sd_bus_reply_method_errorf(j->reply_to, j->error_name, "%s", j->error_message ?: "");
+                else {
+                        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                        r = sd_bus_message_new_method_return(j->reply_to, &reply);
+                        if (r >= 0)
+                                r = job_append_result(j, reply);
+                        if (r >= 0)
+                                r = sd_bus_send(NULL, reply, NULL);
+                        else
+                                r = sd_bus_reply_method_errorf(j->reply_to, SBX_ERROR_INTERNAL,
+                                                               "Failed to build the result: %s", strerror(-r));
+                }
+                if (r < 0)
+                        log_debug_errno(r, "Failed to reply to job %" PRIu64 " caller: %m", j->id);
+                j->reply_to = sd_bus_message_unref(j->reply_to);
+        }
+        if (j->emit_signals) {
+                r = job_emit_finished(j);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to emit Finished for job %" PRIu64 ": %m", j->id);
+        }
+
+        /* The result went out; keep only the small parts while the object lingers. */
+        j->out.sink = fdsink_free(j->out.sink);
+        j->err.sink = fdsink_free(j->err.sink);
+        free(j->out.data);
+        free(j->err.data);
+        j->out.data = j->err.data = NULL;
+        j->out.len = j->err.len = 0;
+        request_done(&j->req);
+
+        r = job_arm_timer(j, (uint64_t) b->config.job_linger_s * 1000000u, on_linger_done);
+        if (r < 0)
+                job_free(j);
+}
+
+static void on_sink_drained(void *userdata) {
+        Job *j = userdata;
+        if (!fdsink_pending(j->out.sink) && !fdsink_pending(j->err.sink))
+                job_try_complete(j);
+}
+
+/* Stores or forwards one chunk, enforcing the per-stream cap. */
+static int capture_append(Job *j, SbxStream stream, const uint8_t *data, size_t n) {
+        OutputCapture *c = stream == SBX_STREAM_STDOUT ? &j->out : &j->err;
+        size_t room = c->total >= c->cap ? 0 : c->cap - (size_t) c->total;
+        size_t take = MIN(room, n);
+        int r;
+
+        c->total += n;
+        if (take < n)
+                c->truncated = true;
+        if (take == 0)
+                return 0;
+
+        if (c->sink) {
+                r = fdsink_write(c->sink, data, take);
+                if (r < 0)
+                        return r;
+        } else {
+                char *d = realloc(c->data, c->len + take);
+                if (!d)
+                        return -ENOMEM;
+                c->data = d;
+                memcpy(c->data + c->len, data, take);
+                c->len += take;
+        }
+        if (j->emit_signals)
+                (void) job_emit_output(j, stream, data, take);
+        return 0;
+}
+
+static int handle_result(Job *j, const uint8_t *p, size_t n) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        uint8_t flag;
+        int r;
+
+        j->exit_code = -1;
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                switch (tag) {
+                case SBX_T_EXIT_CODE:
+                        r = sbx_tlv_i32(v, len, &j->exit_code);
+                        break;
+                case SBX_T_EXEC_MS:
+                        r = sbx_tlv_u64(v, len, &j->exec_ms);
+                        break;
+                case SBX_T_BOOT_MS:
+                        r = sbx_tlv_u64(v, len, &j->boot_ms);
+                        break;
+                case SBX_T_SETUP_MS:
+                        r = sbx_tlv_u64(v, len, &j->setup_ms);
+                        break;
+                case SBX_T_CPU_MS:
+                        r = sbx_tlv_u64(v, len, &j->cpu_ms);
+                        break;
+                case SBX_T_MEM_PEAK_MB:
+                        r = sbx_tlv_u64(v, len, &j->mem_peak_mb);
+                        break;
+                case SBX_T_CPU_THROTTLED:
+                        r = sbx_tlv_u64(v, len, &j->cpu_throttled);
+                        break;
+                case SBX_T_TIMED_OUT:
+                        r = sbx_tlv_u8(v, len, &flag);
+                        j->timed_out = flag;
+                        break;
+                case SBX_T_STDOUT_TRUNC:
+                        r = sbx_tlv_u8(v, len, &flag);
+                        j->out.truncated = j->out.truncated || flag;
+                        break;
+                case SBX_T_STDERR_TRUNC:
+                        r = sbx_tlv_u8(v, len, &flag);
+                        j->err.truncated = j->err.truncated || flag;
+                        break;
+                case SBX_T_ACCEL:
+                        free(j->accel_used);
+                        j->accel_used = NULL;
+                        r = sbx_tlv_str(v, len, 16, &j->accel_used);
+                        break;
+                case SBX_T_MESSAGE:
+                        free(j->message);
+                        j->message = NULL;
+                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &j->message);
+                        break;
+                default:
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+
+        if (j->timed_out) {
+                char line[256];
+                snprintf(line, sizeof line, "\nsbx: %s; the VM was destroyed.\n",
+                         j->message ?: "execution timed out");
+                /* The reason always fits: it does not count against the stderr cap. */
+                OutputCapture *c = &j->err;
+                if (c->sink)
+                        (void) fdsink_write(c->sink, line, strlen(line));
+                else {
+                        char *d = realloc(c->data, c->len + strlen(line));
+                        if (d) {
+                                c->data = d;
+                                memcpy(c->data + c->len, line, strlen(line));
+                                c->len += strlen(line);
+                        }
+                }
+                if (j->emit_signals)
+                        (void) job_emit_output(j, SBX_STREAM_STDERR, line, strlen(line));
+                j->exit_code = -1;
+        }
+        j->have_result = true;
+        return 0;
+}
+
+static int handle_worker_frame(Job *j, uint8_t type, const uint8_t *p, size_t n) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        int r;
+
+        switch (type) {
+        case SBX_W_STATUS: {
+                uint32_t phase = 0;
+                sbx_tlv_iter_init(&it, p, n);
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                        if (tag == SBX_T_PHASE)
+                                r = sbx_tlv_u32(v, len, &phase);
+                        else if (tag == SBX_T_QEMU_PID)
+                                r = sbx_tlv_u32(v, len, &j->qemu_pid);
+                        if (r < 0)
+                                return r;
+                }
+                if (r < 0)
+                        return r;
+                if (phase == SBX_PHASE_RUNNING)
+                        job_set_state(j, JOB_RUNNING);
+                return 0;
+        }
+        case SBX_W_OUTPUT: {
+                uint8_t stream = 0;
+                const uint8_t *data = NULL;
+                uint32_t data_len = 0;
+                sbx_tlv_iter_init(&it, p, n);
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                        if (tag == SBX_T_STREAM)
+                                r = sbx_tlv_u8(v, len, &stream);
+                        else if (tag == SBX_T_DATA) {
+                                data = v;
+                                data_len = len;
+                        }
+                        if (r < 0)
+                                return r;
+                }
+                if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
+                        return -EBADMSG;
+                return data ? capture_append(j, stream, data, data_len) : 0;
+        }
+        case SBX_W_RESULT:
+                r = handle_result(j, p, n);
+                if (r < 0)
+                        return r;
+                log_debug("Job %" PRIu64 " finished: exit %d, boot %" PRIu64 " ms, exec %" PRIu64 " ms", j->id,
+                          j->exit_code, j->boot_ms, j->exec_ms);
+                job_release_worker(j, false);
+                job_try_complete(j);
+                return 0;
+        case SBX_W_ERROR: {
+                uint32_t kind = SBX_ERR_INTERNAL;
+                _cleanup_free_ char *msg = NULL;
+                sbx_tlv_iter_init(&it, p, n);
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                        if (tag == SBX_T_ERROR_KIND)
+                                r = sbx_tlv_u32(v, len, &kind);
+                        else if (tag == SBX_T_MESSAGE && !msg)
+                                r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
+                        if (r < 0)
+                                return r;
+                }
+                const char *name = kind == SBX_ERR_TRANSIENT      ? SBX_ERROR_VM_TRANSIENT
+                                   : kind == SBX_ERR_BOOT_TIMEOUT ? SBX_ERROR_VM_BOOT_TIMEOUT
+                                   : kind == SBX_ERR_INVALID      ? SBX_ERROR_INVALID_INPUT
+                                                                  : SBX_ERROR_INTERNAL;
+                job_fail(j, name, "%s", msg ?: "The VM worker failed.");
+                return 0;
+        }
+        default:
+                return -EBADMSG;
+        }
+}
+
+static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Job *j = userdata;
+        int r;
+        (void) s;
+        (void) revents;
+
+        r = sbx_frame_reader_fill(&j->reader, fd);
+        if (r == -EAGAIN || r == -EINTR)
+                return 0;
+        if (r <= 0) {
+                if (r < 0)
+                        log_debug_errno(r, "Job %" PRIu64 ": reading the worker failed: %m", j->id);
+                job_fail(j, SBX_ERROR_VM_TRANSIENT,
+                         "The VM worker exited before returning a result (was it or its QEMU killed?). "
+                         "Safe to retry.");
+                return 0;
+        }
+        for (;;) {
+                uint8_t type;
+                const uint8_t *payload;
+                size_t len;
+
+                if (j->completed || j->have_result || j->error_name)
+                        return 0;
+                r = sbx_frame_reader_next(&j->reader, &type, &payload, &len);
+                if (r == 0)
+                        return 0;
+                if (r > 0)
+                        r = handle_worker_frame(j, type, payload, len);
+                if (r < 0) {
+                        job_fail(j, SBX_ERROR_INTERNAL, "Protocol error from the VM worker: %s", strerror(-r));
+                        return 0;
+                }
+        }
+}
+
+static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        (void) userdata;
+        log_debug("Worker %d exited (code %d, status %d).", si->si_pid, si->si_code, si->si_status);
+        /* Floating source: take our reference back and drop it. */
+        sd_event_source_set_floating(s, false);
+        sd_event_source_unref(s);
+        return 0;
+}
+
+static int spawn_worker(Job *j, int *ret_fd) {
+        Broker *b = j->broker;
+        int sv[2];
+        pid_t pid;
+        int r;
+
+        if (b->config.worker_socket) {
+                /* systemd mode: sbx-vmworker.socket (Accept=yes) spawns one worker per connection. */
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                if (strlen(b->config.worker_socket) >= sizeof sa.sun_path)
+                        return -ENAMETOOLONG;
+                strcpy(sa.sun_path, b->config.worker_socket);
+                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return -errno;
+                if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                        return log_error_errno(errno, "Failed to connect to %s: %m", b->config.worker_socket);
+                *ret_fd = TAKE_FD(fd);
+                return 0;
+        }
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        if (pid == 0) {
+                char buf[32];
+                sigset_t none;
+
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                signal(SIGPIPE, SIG_DFL);
+                if (fd_move_to(sv[1], 3) < 0)
+                        _exit(127);
+                snprintf(buf, sizeof buf, "%d", (int) getpid());
+                setenv("LISTEN_PID", buf, 1);
+                setenv("LISTEN_FDS", "1", 1);
+                setenv("LISTEN_FDNAMES", "connection", 1);
+                if (b->config_path)
+                        setenv("SBX_CONFIG", b->config_path, 1);
+                execl(b->config.worker_path, "sbx-vmworker", (char *) NULL);
+                fprintf(stderr, "sbx-broker: failed to execute %s: %m\n", b->config.worker_path);
+                _exit(127);
+        }
+        close(sv[1]);
+
+        sd_event_source *child = NULL;
+        r = sd_event_add_child(b->event, &child, pid, WEXITED, on_worker_exit, NULL);
+        if (r >= 0)
+                r = sd_event_source_set_floating(child, true);
+        if (r >= 0)
+                sd_event_source_unref(child);
+        else
+                log_warning_errno(r, "Cannot watch worker %d, it may stay a zombie: %m", (int) pid);
+
+        j->worker_pid = pid;
+        *ret_fd = sv[0];
+        return 0;
+}
+
+static int job_send_run(Job *j) {
+        Broker *b = j->broker;
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_RUN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(j->req.language));
+        sbx_msg_put(&m, SBX_T_CODE, j->req.code, j->req.code_len);
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, j->req.timeout_s * 1000u);
+        for (size_t i = 0; i < j->req.n_env; i++)
+                sbx_msg_put_str(&m, SBX_T_ENV, j->req.env[i]);
+        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, j->req.memory_mb);
+        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
+        /* The worker reads its request first thing; a brief blocking write is fine. */
+        r = sbx_msg_send(&m, j->worker_fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+int job_start(Job *j) {
+        Broker *b = j->broker;
+        int fd = -EBADF, r;
+
+        j->timer = sd_event_source_disable_unref(j->timer);
+        j->holds_slot = true;
+        b->n_active++;
+        j->t_started = now_usec(CLOCK_MONOTONIC);
+        job_set_state(j, JOB_BOOTING);
+
+        r = spawn_worker(j, &fd);
+        if (r < 0) {
+                job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
+                return r;
+        }
+        j->worker_fd = fd;
+        sbx_frame_reader_init(&j->reader, SBX_WORKER_FRAME_MAX);
+        r = job_send_run(j);
+        if (r < 0) {
+                job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));
+                return r;
+        }
+        (void) fd_set_nonblock(j->worker_fd, 1);
+        r = sd_event_add_io(b->event, &j->worker_io, j->worker_fd, EPOLLIN, on_worker_io, j);
+        if (r < 0) {
+                job_fail(j, SBX_ERROR_INTERNAL, "Failed to watch the VM worker: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static int on_queue_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Job *j = userdata;
+        (void) s;
+        (void) usec;
+        j->broker->n_queued--;
+        j->timer = sd_event_source_disable_unref(j->timer);
+        job_fail(j, SBX_ERROR_CAPACITY, "No VM slot became free within %u s (%u VMs running, %u queued).",
+                 j->broker->config.queue_timeout_s, j->broker->n_active, j->broker->n_queued);
+        return 0;
+}
+
+static int on_owner_gone(sd_bus_track *t, void *userdata) {
+        Job *j = userdata;
+        (void) t;
+        job_cancel(j, "the caller disconnected");
+        return 0;
+}
+
+int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        Job *j;
+        uid_t uid = (uid_t) -1;
+        int r;
+
+        if (b->n_active >= b->max_vms && b->n_queued >= b->config.queue_max)
+                return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
+                                         "All %u VM slots are busy and %u requests are already waiting.", b->max_vms,
+                                         b->n_queued);
+
+        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
+        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
+                (void) sd_bus_creds_get_uid(creds, &uid);
+
+        j = calloc(1, sizeof(Job));
+        if (!j)
+                return -ENOMEM;
+        j->broker = b;
+        j->id = ++b->next_id;
+        snprintf(j->path, sizeof j->path, SBX_JOB_PREFIX "/_%" PRIu64, j->id);
+        j->worker_fd = -EBADF;
+        j->owner_uid = uid;
+        j->req = *req;
+        request_init(req, 0); /* taken over */
+        j->out.cap = SBX_STDOUT_MAX;
+        j->err.cap = SBX_STDERR_MAX;
+        j->t_created = now_usec(CLOCK_MONOTONIC);
+        j->state = JOB_QUEUED;
+        j->owner = strdup(sd_bus_message_get_sender(call) ?: "");
+        if (!j->owner) {
+                free(j);
+                return -ENOMEM;
+        }
+
+        /* Link first so job_free() can unlink on every error path. */
+        j->prev = b->jobs_tail;
+        if (b->jobs_tail)
+                b->jobs_tail->next = j;
+        else
+                b->jobs_head = j;
+        b->jobs_tail = j;
+        b->n_total++;
+
+        if (j->req.stdout_fd >= 0) {
+                r = fdsink_new(b->event, j->req.stdout_fd, on_sink_drained, j, &j->out.sink);
+                if (r < 0)
+                        goto fail;
+        }
+        if (j->req.stderr_fd >= 0) {
+                r = fdsink_new(b->event, j->req.stderr_fd, on_sink_drained, j, &j->err.sink);
+                if (r < 0)
+                        goto fail;
+        }
+        if (*j->owner) {
+                r = sd_bus_track_new(b->bus, &j->track, on_owner_gone, j);
+                if (r >= 0)
+                        r = sd_bus_track_add_name(j->track, j->owner);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = j;
+        return 0;
+
+fail:
+        job_free(j);
+        return sd_bus_error_set_errnof(error, r, "Failed to set up the job: %m");
+}
+
+/* Called once the caller has attached reply_to / emit_signals. */
+void broker_dispatch_queue(Broker *b) {
+        for (Job *j = b->jobs_head; j && b->n_active < b->max_vms; j = j->next) {
+                if (j->state != JOB_QUEUED || j->completed || j->error_name || !(j->reply_to || j->emit_signals))
+                        continue;
+                if (j->timer) /* it was counted as queued */
+                        b->n_queued--;
+                (void) job_start(j);
+        }
+        /* Anything still waiting gets a deadline. */
+        for (Job *j = b->jobs_head; j; j = j->next) {
+                if (j->state != JOB_QUEUED || j->completed || j->error_name || j->timer ||
+                    !(j->reply_to || j->emit_signals))
+                        continue;
+                if (sd_event_add_time_relative(b->event, &j->timer, CLOCK_MONOTONIC,
+                                               (uint64_t) b->config.queue_timeout_s * 1000000u, 0, on_queue_timeout,
+                                               j) >= 0)
+                        b->n_queued++;
+        }
+}
+
+void job_cancel(Job *j, const char *why) {
+        if (j->completed)
+                return;
+        if (j->state == JOB_QUEUED && j->timer) {
+                j->broker->n_queued--;
+                j->timer = sd_event_source_disable_unref(j->timer);
+        }
+        /* Nobody is left to read the output when the caller is gone. */
+        j->out.sink = fdsink_free(j->out.sink);
+        j->err.sink = fdsink_free(j->err.sink);
+        job_fail(j, SBX_ERROR_CANCELLED, "The run was cancelled: %s.", why);
+}
+
+Job *broker_find_job(Broker *b, uint64_t id) {
+        for (Job *j = b->jobs_head; j; j = j->next)
+                if (j->id == id)
+                        return j;
+        return NULL;
+}
+
+Job *job_free(Job *j) {
+        Broker *b;
+
+        if (!j)
+                return NULL;
+        b = j->broker;
+        if (j->state == JOB_QUEUED && j->timer && !j->completed)
+                b->n_queued--;
+        job_release_worker(j, true);
+        j->timer = sd_event_source_disable_unref(j->timer);
+        j->track = sd_bus_track_unref(j->track);
+        j->reply_to = sd_bus_message_unref(j->reply_to);
+        fdsink_free(j->out.sink);
+        fdsink_free(j->err.sink);
+        free(j->out.data);
+        free(j->err.data);
+        request_done(&j->req);
+        free(j->owner);
+        free(j->accel_used);
+        free(j->message);
+        free(j->error_message);
+
+        if (j->prev)
+                j->prev->next = j->next;
+        else
+                b->jobs_head = j->next;
+        if (j->next)
+                j->next->prev = j->prev;
+        else
+                b->jobs_tail = j->prev;
+        free(j);
+        return NULL;
+}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "broker.h"
+#include "fdsink.h"
+#include "frame.h"
+#include "request.h"
+
+typedef enum JobState {
+        JOB_QUEUED,
+        JOB_BOOTING,
+        JOB_RUNNING,
+        JOB_FINISHED,
+        JOB_FAILED,
+        JOB_CANCELLED,
+        _JOB_STATE_MAX,
+} JobState;
+
+typedef struct OutputCapture {
+        char *data;
+        size_t len;
+        uint64_t total; /* bytes seen, including what was cut */
+        size_t cap;
+        bool truncated;
+        FdSink *sink; /* set when the caller passed an fd for this stream */
+} OutputCapture;
+
+struct Job {
+        Broker *broker;
+        Job *prev, *next;
+        uint64_t id;
+        char path[64];
+        JobState state;
+        SbxRequest req;
+
+        char *owner; /* unique bus name of the caller */
+        uid_t owner_uid;
+        sd_bus_track *track;
+        sd_bus_message *reply_to; /* pending Run() call */
+        bool emit_signals;        /* StartRun() */
+
+        bool holds_slot;
+        pid_t worker_pid;
+        int worker_fd;
+        sd_event_source *worker_io;
+        sd_event_source *timer; /* queue deadline, output drain deadline, then linger */
+        SbxFrameReader reader;
+        uint32_t qemu_pid;
+
+        OutputCapture out, err;
+
+        bool have_result, completed;
+        int32_t exit_code;
+        bool timed_out;
+        uint64_t exec_ms, boot_ms, setup_ms, cpu_ms, mem_peak_mb, cpu_throttled;
+        char *accel_used;
+        char *message;
+        const char *error_name;
+        char *error_message;
+
+        uint64_t t_created, t_started, t_done;
+};
+
+const char *job_state_to_string(JobState s);
+
+/* Takes over *req. On success the job is queued or started; the caller
+ * then attaches reply_to or emit_signals. */
+int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error);
+Job *job_free(Job *j);
+Job *broker_find_job(Broker *b, uint64_t id);
+int job_start(Job *j);
+void job_cancel(Job *j, const char *why);
+
+/* job-bus.c */
+int job_bus_setup(Broker *b);
+int job_emit_output(Job *j, SbxStream stream, const void *data, size_t n);
+int job_emit_finished(Job *j);
+int job_append_result(Job *j, sd_bus_message *m);
+void job_emit_state_changed(Job *j);

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-names.h"
+#include "macro.h"
+#include "request.h"
+#include "validate.h"
+
+void request_init(SbxRequest *r, uint32_t default_memory_mb) {
+        *r = (SbxRequest) {
+                .language = SBX_LANG_PYTHON,
+                .timeout_s = SBX_TIMEOUT_DEFAULT_S,
+                .memory_mb = default_memory_mb,
+                .stdout_fd = -EBADF,
+                .stderr_fd = -EBADF,
+        };
+}
+
+void request_done(SbxRequest *r) {
+        free(r->code);
+        for (size_t i = 0; i < r->n_env; i++)
+                free(r->env[i]);
+        free(r->env);
+        safe_close(r->stdout_fd);
+        safe_close(r->stderr_fd);
+        *r = (SbxRequest) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
+}
+
+static int unknown_key(const char *key, sd_bus_error *error) {
+        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT, "Unknown request key '%.64s' or wrong type for it.",
+                                 key);
+}
+
+int request_apply_string(SbxRequest *r, const char *key, const char *value, sd_bus_error *error) {
+        if (strcmp(key, "language") == 0) {
+                SbxLanguage l = sbx_language_from_string(value);
+                if (l == SBX_LANG_INVALID)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "Unknown language '%.64s': use python, javascript or raw.", value);
+                r->language = l;
+                return 0;
+        }
+        if (strcmp(key, "code") == 0) {
+                size_t n = strlen(value);
+                /* Checked again in request_finish(); refuse early so we never copy a huge string. */
+                if (n > SBX_CODE_MAX)
+                        return sd_bus_error_setf(error, SBX_ERROR_CODE_VALIDATION,
+                                                 "Code is %zu bytes; the limit is 1 MiB (%u bytes).", n, SBX_CODE_MAX);
+                char *c = strdup(value);
+                if (!c)
+                        return -ENOMEM;
+                free(r->code);
+                r->code = c;
+                r->code_len = n;
+                r->have_code = true;
+                return 0;
+        }
+        return unknown_key(key, error);
+}
+
+int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_error *error) {
+        if (strcmp(key, "timeout_seconds") == 0) {
+                if (value < SBX_TIMEOUT_MIN_S || value > SBX_TIMEOUT_MAX_S)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "timeout_seconds must be between %u and %u, got %u.",
+                                                 SBX_TIMEOUT_MIN_S, SBX_TIMEOUT_MAX_S, value);
+                r->timeout_s = value;
+                return 0;
+        }
+        if (strcmp(key, "memory_mb") == 0) {
+                if (value < SBX_MEMORY_MIN_MB)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "memory_mb must be at least %u, got %u.", SBX_MEMORY_MIN_MB, value);
+                r->memory_mb = value;
+                return 0;
+        }
+        return unknown_key(key, error);
+}
+
+int request_apply_env(SbxRequest *r, const char *name, const char *value, sd_bus_error *error) {
+        const char *reason = NULL;
+
+        if (r->n_env >= SBX_ENV_COUNT_MAX)
+                return sd_bus_error_setf(error, SBX_ERROR_ENV_VALIDATION,
+                                         "Too many environment variables; the limit is %u.", SBX_ENV_COUNT_MAX);
+        if (sbx_validate_env_name(name, &reason) < 0)
+                return sd_bus_error_setf(error, SBX_ERROR_ENV_VALIDATION, "Environment variable '%.64s': %s.", name,
+                                         reason);
+        if (sbx_validate_env_value(value, &reason) < 0)
+                return sd_bus_error_setf(error, SBX_ERROR_ENV_VALIDATION, "Environment variable '%.64s': %s.", name,
+                                         reason);
+
+        char **e = realloc(r->env, (r->n_env + 1) * sizeof(char *));
+        if (!e)
+                return -ENOMEM;
+        r->env = e;
+        if (asprintf(&r->env[r->n_env], "%s=%s", name, value) < 0)
+                return -ENOMEM;
+        r->n_env++;
+        return 0;
+}
+
+int request_apply_fd(SbxRequest *r, const char *key, int fd, sd_bus_error *error) {
+        int *field;
+
+        if (strcmp(key, "stdout_fd") == 0)
+                field = &r->stdout_fd;
+        else if (strcmp(key, "stderr_fd") == 0)
+                field = &r->stderr_fd;
+        else
+                return unknown_key(key, error);
+
+        int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return sd_bus_error_set_errnof(error, errno, "Failed to take %s: %m", key);
+        safe_close(*field);
+        *field = copy;
+        return 0;
+}
+
+int request_finish(SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error) {
+        const char *reason = NULL;
+
+        if (!r->have_code)
+                return sd_bus_error_set(error, SBX_ERROR_CODE_VALIDATION, "The request has no 'code'.");
+        if (sbx_validate_code(r->code, r->code_len, &reason) < 0)
+                return sd_bus_error_setf(error, SBX_ERROR_CODE_VALIDATION, "Invalid code: %s.", reason);
+        if (max_memory_mb > 0 && r->memory_mb > max_memory_mb)
+                return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                         "memory_mb=%u is more than this host can give one VM (%u).", r->memory_mb,
+                                         max_memory_mb);
+        return 0;
+}
+
+static int read_env(sd_bus_message *m, SbxRequest *r, sd_bus_error *error) {
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "{ss}");
+        if (k < 0)
+                return k;
+        for (;;) {
+                const char *name, *value;
+                k = sd_bus_message_read(m, "{ss}", &name, &value);
+                if (k < 0)
+                        return k;
+                if (k == 0)
+                        break;
+                k = request_apply_env(r, name, value, error);
+                if (k < 0)
+                        return k;
+        }
+        return sd_bus_message_exit_container(m);
+}
+
+int request_read(sd_bus_message *m, SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error) {
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        for (;;) {
+                const char *key, *contents;
+                char type;
+
+                k = sd_bus_message_enter_container(m, 'e', "sv");
+                if (k < 0)
+                        return k;
+                if (k == 0)
+                        break;
+                k = sd_bus_message_read(m, "s", &key);
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_peek_type(m, &type, &contents);
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_enter_container(m, 'v', contents);
+                if (k < 0)
+                        return k;
+
+                if (strcmp(contents, "s") == 0) {
+                        const char *s;
+                        k = sd_bus_message_read(m, "s", &s);
+                        if (k >= 0)
+                                k = request_apply_string(r, key, s, error);
+                } else if (strcmp(contents, "u") == 0) {
+                        uint32_t u;
+                        k = sd_bus_message_read(m, "u", &u);
+                        if (k >= 0)
+                                k = request_apply_u32(r, key, u, error);
+                } else if (strcmp(contents, "h") == 0) {
+                        int fd;
+                        k = sd_bus_message_read(m, "h", &fd);
+                        if (k >= 0)
+                                k = request_apply_fd(r, key, fd, error);
+                } else if (strcmp(contents, "a{ss}") == 0 && strcmp(key, "env") == 0)
+                        k = read_env(m, r, error);
+                else
+                        k = sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                              "Request key '%.64s' has type '%.16s', which is not accepted.", key,
+                                              contents);
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+        }
+        k = sd_bus_message_exit_container(m);
+        if (k < 0)
+                return k;
+        return request_finish(r, max_memory_mb, error);
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sbx: the user's command line. `sbx run` sends code to org.sbx.Broker1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus-names.h"
+#include "bus-util.h"
+#include "macro.h"
+#include "proto.h"
+#include "run.h"
+
+static void help(void) {
+        printf("Usage: sbx [--system|--user|--address ADDR] COMMAND ...\n\n"
+               "Runs untrusted code in throwaway QEMU microVMs through sbx-broker.\n\n"
+               "Commands:\n"
+               "  run [OPTIONS] [SOURCE...]   run code; SOURCE is inline code, a file, or - for stdin\n\n"
+               "run options:\n"
+               "  -c, --code CODE         inline code (repeatable)\n"
+               "  -l, --language LANG     python, javascript or raw (default: from the file extension, else python)\n"
+               "  -t, --timeout SECONDS   1-300 (default 30)\n"
+               "  -m, --memory MB         guest memory, at least 128 (default 256)\n"
+               "  -e, --env KEY=VALUE     environment variable (repeatable)\n"
+               "      --json              print the result as JSON instead of streaming output\n"
+               "  -q, --quiet             no summary line on stderr\n\n"
+               "Several sources run concurrently; their lines are prefixed with [N].\n"
+               "Exit status: the code's own (124 on timeout), 2 for invalid input, 75 when the VM\n"
+               "failed transiently or capacity ran out (safe to retry), 1 for other errors.\n");
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "system", no_argument, NULL, 'S' },
+                { "user", no_argument, NULL, 'U' },
+                { "address", required_argument, NULL, 'A' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        SbxBusKind kind = SBX_BUS_AUTO;
+        const char *address = NULL;
+        int c;
+
+        /* Global options stop at the command name. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'S':
+                        kind = SBX_BUS_SYSTEM;
+                        break;
+                case 'U':
+                        kind = SBX_BUS_USER;
+                        break;
+                case 'A':
+                        kind = SBX_BUS_ADDRESS;
+                        address = optarg;
+                        break;
+                case 'V':
+                        puts(SBX_VERSION);
+                        return 0;
+                default:
+                        return 2;
+                }
+        if (optind >= argc) {
+                help();
+                return 2;
+        }
+        const char *cmd = argv[optind];
+        int sub_argc = argc - optind;
+        char **sub_argv = argv + optind;
+        optind = 0; /* reset getopt for the subcommand */
+
+        if (strcmp(cmd, "run") == 0)
+                return sbx_run(kind, address, sub_argc, sub_argv);
+        fprintf(stderr, "sbx: unknown command '%s' (try --help)\n", cmd);
+        return 2;
+}

@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus-names.h"
+#include "bus-util.h"
+#include "macro.h"
+#include "proto.h"
+#include "run.h"
+
+#define MAX_SOURCES 64
+
+typedef struct Source {
+        char *code;
+        const char *language; /* NULL: python */
+        const char *label;
+        /* concurrent mode */
+        int out_pipe[2], err_pipe[2];
+        char *out_line, *err_line; /* partial line carried between reads */
+        size_t out_line_len, err_line_len;
+        sd_bus_slot *slot;
+        sd_bus_message *reply;
+        sd_bus_error error;
+        bool done;
+} Source;
+
+typedef struct RunOptions {
+        const char *language;
+        uint32_t timeout_s, memory_mb;
+        char **env;
+        size_t n_env;
+        bool json, quiet;
+} RunOptions;
+
+static const char *language_from_path(const char *path) {
+        const char *dot = strrchr(path, '.');
+        if (!dot)
+                return NULL;
+        if (strcmp(dot, ".py") == 0)
+                return "python";
+        if (strcmp(dot, ".js") == 0 || strcmp(dot, ".ts") == 0 || strcmp(dot, ".mjs") == 0 ||
+            strcmp(dot, ".cjs") == 0 || strcmp(dot, ".tsx") == 0 || strcmp(dot, ".jsx") == 0)
+                return "javascript";
+        if (strcmp(dot, ".sh") == 0 || strcmp(dot, ".bash") == 0)
+                return "raw";
+        return NULL;
+}
+
+static int read_all(int fd, char **ret) {
+        size_t len = 0, alloc = 0;
+        char *buf = NULL;
+
+        for (;;) {
+                if (alloc - len < 65536) {
+                        if (alloc > SBX_CODE_MAX + 65536u) {
+                                free(buf);
+                                return -E2BIG;
+                        }
+                        char *b = realloc(buf, alloc + 65536 + 1);
+                        if (!b) {
+                                free(buf);
+                                return -ENOMEM;
+                        }
+                        buf = b;
+                        alloc += 65536;
+                }
+                ssize_t n = read(fd, buf + len, alloc - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        free(buf);
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        buf[len] = 0;
+        if (strlen(buf) != len) {
+                free(buf);
+                return -EILSEQ; /* the broker would refuse a NUL byte anyway; say so early */
+        }
+        *ret = buf;
+        return 0;
+}
+
+static int source_from_arg(const char *arg, Source *s) {
+        struct stat st;
+        int r;
+
+        *s = (Source) { .out_pipe = { -EBADF, -EBADF }, .err_pipe = { -EBADF, -EBADF }, .label = arg };
+        if (strcmp(arg, "-") == 0) {
+                r = read_all(STDIN_FILENO, &s->code);
+                s->label = "stdin";
+                return r;
+        }
+        if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) {
+                _cleanup_close_ int fd = open(arg, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                s->language = language_from_path(arg);
+                return read_all(fd, &s->code);
+        }
+        s->code = strdup(arg);
+        s->label = "code";
+        return s->code ? 0 : -ENOMEM;
+}
+
+static int build_request(sd_bus *bus, const RunOptions *o, const Source *s, int out_fd, int err_fd,
+                         sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        const char *lang = o->language ?: s->language ?: "python";
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, SBX_BUS_NAME, SBX_BUS_PATH, SBX_BUS_IFACE, "Run");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "{sv}{sv}{sv}", "code", "s", s->code, "language", "s", lang,
+                                  "timeout_seconds", "u", o->timeout_s);
+        if (r >= 0 && o->memory_mb)
+                r = sd_bus_message_append(m, "{sv}", "memory_mb", "u", o->memory_mb);
+        if (r >= 0 && out_fd >= 0)
+                r = sd_bus_message_append(m, "{sv}{sv}", "stdout_fd", "h", out_fd, "stderr_fd", "h", err_fd);
+        if (r >= 0 && o->n_env > 0) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "env");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "a{ss}");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'a', "{ss}");
+                for (size_t i = 0; r >= 0 && i < o->n_env; i++) {
+                        char *eq = strchr(o->env[i], '=');
+                        *eq = 0;
+                        r = sd_bus_message_append(m, "{ss}", o->env[i], eq + 1);
+                        *eq = '=';
+                }
+                for (int k = 0; r >= 0 && k < 3; k++)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static int32_t result_exit_code(sd_bus_message *reply) {
+        int32_t code = 1;
+        if (sbx_dict_find(reply, "exit_code", "i") > 0)
+                (void) sd_bus_message_read(reply, "i", &code);
+        return code;
+}
+
+static uint64_t result_u64(sd_bus_message *reply, const char *key) {
+        uint64_t v = 0;
+        if (sbx_dict_find(reply, key, "t") > 0)
+                (void) sd_bus_message_read(reply, "t", &v);
+        return v;
+}
+
+static bool result_bool(sd_bus_message *reply, const char *key) {
+        int v = 0;
+        if (sbx_dict_find(reply, key, "b") > 0)
+                (void) sd_bus_message_read(reply, "b", &v);
+        return v;
+}
+
+static const char *result_str(sd_bus_message *reply, const char *key) {
+        const char *v = NULL;
+        if (sbx_dict_find(reply, key, "s") > 0)
+                (void) sd_bus_message_read(reply, "s", &v);
+        return v;
+}
+
+static int exit_status_of(int32_t code) {
+        if (code == -1)
+                return 124; /* like timeout(1) */
+        if (code < 0 || code > 255)
+                return 1;
+        return code;
+}
+
+static void print_summary(sd_bus_message *reply, const char *prefix) {
+        int32_t code = result_exit_code(reply);
+        fprintf(stderr, "%ssbx: exit %d · boot %llu ms · exec %llu ms · total %llu ms · %s%s%s\n", prefix, code,
+                (unsigned long long) result_u64(reply, "timing_boot_ms"),
+                (unsigned long long) result_u64(reply, "execution_time_ms"),
+                (unsigned long long) result_u64(reply, "timing_total_ms"), result_str(reply, "accel") ?: "?",
+                result_bool(reply, "stdout_truncated") ? " · stdout truncated" : "",
+                result_bool(reply, "stderr_truncated") ? " · stderr truncated" : "");
+}
+
+static void print_json(sd_bus_message *reply) {
+        (void) sd_bus_message_rewind(reply, true);
+        if (sbx_json_write_value(reply, stdout) < 0)
+                fputs("null", stdout);
+}
+
+static void print_error(const sd_bus_error *e, const char *prefix) {
+        fprintf(stderr, "%ssbx: %s: %s\n", prefix, e->name ?: "error", e->message ?: "(no message)");
+}
+
+static uint64_t call_timeout_usec(const RunOptions *o) {
+        /* Queueing and boot come on top of the code's own timeout. */
+        return ((uint64_t) o->timeout_s + 300u) * 1000000u;
+}
+
+static int run_single(sd_bus *bus, const RunOptions *o, Source *s) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        /* Output streams straight from the broker into our own stdout and stderr. */
+        r = build_request(bus, o, s, o->json ? -1 : STDOUT_FILENO, STDERR_FILENO, &m);
+        if (r < 0) {
+                fprintf(stderr, "sbx: failed to build the request: %s\n", strerror(-r));
+                return 1;
+        }
+        fflush(stdout);
+        r = sd_bus_call(bus, m, call_timeout_usec(o), &error, &reply);
+        if (r < 0) {
+                if (o->json) {
+                        printf("{\"error\":\"%s\",\"error_message\":", error.name ?: "error");
+                        fputc('"', stdout);
+                        for (const char *p = error.message ?: ""; *p; p++)
+                                if (*p == '"' || *p == '\\')
+                                        printf("\\%c", *p);
+                                else if ((unsigned char) *p >= 0x20)
+                                        fputc(*p, stdout);
+                        puts("\"}");
+                }
+                print_error(&error, "");
+                return sbx_error_exit_status(&error);
+        }
+        if (o->json) {
+                print_json(reply);
+                fputc('\n', stdout);
+        } else if (!o->quiet && isatty(STDERR_FILENO))
+                print_summary(reply, "");
+        return exit_status_of(result_exit_code(reply));
+}
+
+static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Source *s = userdata;
+        (void) ret_error;
+        s->done = true;
+        if (sd_bus_message_is_method_error(reply, NULL))
+                sd_bus_error_copy(&s->error, sd_bus_message_get_error(reply));
+        else
+                s->reply = sd_bus_message_ref(reply);
+        return 0;
+}
+
+/* Prints complete lines with a [N] prefix; keeps the partial last line for later. */
+static void emit_lines(FILE *f, int idx, char **carry, size_t *carry_len, const char *data, size_t n, bool flush) {
+        char *b = realloc(*carry, *carry_len + n + 1);
+        if (!b)
+                return;
+        memcpy(b + *carry_len, data, n);
+        *carry_len += n;
+        b[*carry_len] = 0;
+        *carry = b;
+
+        size_t start = 0;
+        for (size_t i = 0; i < *carry_len; i++)
+                if (b[i] == '\n') {
+                        fprintf(f, "[%d] %.*s\n", idx, (int) (i - start), b + start);
+                        start = i + 1;
+                }
+        if (flush && start < *carry_len) {
+                fprintf(f, "[%d] %.*s\n", idx, (int) (*carry_len - start), b + start);
+                start = *carry_len;
+        }
+        memmove(b, b + start, *carry_len - start);
+        *carry_len -= start;
+        fflush(f);
+}
+
+static void drain_pipe(Source *s, int idx, bool is_err, bool flush) {
+        int fd = is_err ? s->err_pipe[0] : s->out_pipe[0];
+        char buf[65536];
+
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof buf);
+                if (n <= 0)
+                        break;
+                if (is_err)
+                        emit_lines(stderr, idx, &s->err_line, &s->err_line_len, buf, (size_t) n, false);
+                else
+                        emit_lines(stdout, idx, &s->out_line, &s->out_line_len, buf, (size_t) n, false);
+        }
+        if (flush) {
+                if (is_err)
+                        emit_lines(stderr, idx, &s->err_line, &s->err_line_len, "", 0, true);
+                else
+                        emit_lines(stdout, idx, &s->out_line, &s->out_line_len, "", 0, true);
+        }
+}
+
+static int run_concurrent(sd_bus *bus, const RunOptions *o, Source *src, size_t n) {
+        int status = 0, r;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                if (!o->json) {
+                        if (pipe2(src[i].out_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+                            pipe2(src[i].err_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                                perror("sbx: pipe");
+                                return 1;
+                        }
+                }
+                r = build_request(bus, o, &src[i], o->json ? -1 : src[i].out_pipe[1], src[i].err_pipe[1], &m);
+                if (r >= 0)
+                        r = sd_bus_call_async(bus, &src[i].slot, m, on_reply, &src[i], call_timeout_usec(o));
+                if (r < 0) {
+                        fprintf(stderr, "sbx: failed to send request %zu: %s\n", i + 1, strerror(-r));
+                        return 1;
+                }
+                /* sd-bus holds its own copy until the message is sent. */
+                src[i].out_pipe[1] = safe_close(src[i].out_pipe[1]);
+                src[i].err_pipe[1] = safe_close(src[i].err_pipe[1]);
+        }
+
+        for (;;) {
+                size_t pending = 0;
+                for (size_t i = 0; i < n; i++)
+                        pending += !src[i].done;
+                if (pending == 0)
+                        break;
+
+                r = sd_bus_process(bus, NULL);
+                if (r < 0) {
+                        fprintf(stderr, "sbx: lost the bus connection: %s\n", strerror(-r));
+                        return 1;
+                }
+                if (r > 0)
+                        continue;
+
+                struct pollfd p[1 + 2 * MAX_SOURCES];
+                size_t k = 0;
+                p[k++] = (struct pollfd) { .fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus) };
+                for (size_t i = 0; i < n && !o->json; i++) {
+                        p[k++] = (struct pollfd) { .fd = src[i].out_pipe[0], .events = POLLIN };
+                        p[k++] = (struct pollfd) { .fd = src[i].err_pipe[0], .events = POLLIN };
+                }
+                if (poll(p, k, 1000) < 0 && errno != EINTR)
+                        return 1;
+                for (size_t i = 0; i < n && !o->json; i++) {
+                        drain_pipe(&src[i], (int) i + 1, false, false);
+                        drain_pipe(&src[i], (int) i + 1, true, false);
+                }
+        }
+
+        if (o->json)
+                fputc('[', stdout);
+        for (size_t i = 0; i < n; i++) {
+                int st;
+                if (!o->json) {
+                        /* The broker wrote everything before replying. */
+                        drain_pipe(&src[i], (int) i + 1, false, true);
+                        drain_pipe(&src[i], (int) i + 1, true, true);
+                }
+                if (src[i].reply) {
+                        st = exit_status_of(result_exit_code(src[i].reply));
+                        if (o->json) {
+                                if (i > 0)
+                                        fputc(',', stdout);
+                                print_json(src[i].reply);
+                        } else if (!o->quiet && isatty(STDERR_FILENO)) {
+                                char prefix[16];
+                                snprintf(prefix, sizeof prefix, "[%zu] ", i + 1);
+                                print_summary(src[i].reply, prefix);
+                        }
+                } else {
+                        char prefix[16];
+                        snprintf(prefix, sizeof prefix, "[%zu] ", i + 1);
+                        print_error(&src[i].error, prefix);
+                        if (o->json) {
+                                if (i > 0)
+                                        fputc(',', stdout);
+                                printf("{\"error\":\"%s\"}", src[i].error.name ?: "error");
+                        }
+                        st = sbx_error_exit_status(&src[i].error);
+                }
+                if (status == 0)
+                        status = st;
+        }
+        if (o->json)
+                puts("]");
+        return status;
+}
+
+static void source_done(Source *s) {
+        free(s->code);
+        free(s->out_line);
+        free(s->err_line);
+        safe_close(s->out_pipe[0]);
+        safe_close(s->out_pipe[1]);
+        safe_close(s->err_pipe[0]);
+        safe_close(s->err_pipe[1]);
+        sd_bus_slot_unref(s->slot);
+        sd_bus_message_unref(s->reply);
+        sd_bus_error_free(&s->error);
+}
+
+static int parse_u32(const char *s, const char *what, uint32_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v > UINT32_MAX) {
+                fprintf(stderr, "sbx: invalid %s: %s\n", what, s);
+                return -EINVAL;
+        }
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
+        static const struct option options[] = {
+                { "code", required_argument, NULL, 'c' },     { "language", required_argument, NULL, 'l' },
+                { "timeout", required_argument, NULL, 't' },  { "memory", required_argument, NULL, 'm' },
+                { "env", required_argument, NULL, 'e' },      { "json", no_argument, NULL, 'J' },
+                { "quiet", no_argument, NULL, 'q' },          { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        RunOptions o = { .timeout_s = SBX_TIMEOUT_DEFAULT_S };
+        Source src[MAX_SOURCES];
+        size_t n = 0;
+        const char *inline_codes[MAX_SOURCES];
+        size_t n_inline = 0;
+        char *env_store[SBX_ENV_COUNT_MAX + 1];
+        int c, r, status = 1;
+
+        o.env = env_store;
+        while ((c = getopt_long(argc, argv, "c:l:t:m:e:qh", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        if (n_inline >= MAX_SOURCES) {
+                                fprintf(stderr, "sbx: at most %d sources\n", MAX_SOURCES);
+                                return 2;
+                        }
+                        inline_codes[n_inline++] = optarg;
+                        break;
+                case 'l':
+                        if (strcmp(optarg, "js") == 0 || strcmp(optarg, "typescript") == 0 ||
+                            strcmp(optarg, "ts") == 0)
+                                optarg = (char *) "javascript";
+                        else if (strcmp(optarg, "bash") == 0 || strcmp(optarg, "sh") == 0)
+                                optarg = (char *) "raw";
+                        o.language = optarg;
+                        break;
+                case 't':
+                        if (parse_u32(optarg, "timeout", &o.timeout_s) < 0)
+                                return 2;
+                        break;
+                case 'm':
+                        if (parse_u32(optarg, "memory", &o.memory_mb) < 0)
+                                return 2;
+                        break;
+                case 'e':
+                        if (!strchr(optarg, '=')) {
+                                fprintf(stderr, "sbx: --env takes KEY=VALUE, got '%s'\n", optarg);
+                                return 2;
+                        }
+                        if (o.n_env >= SBX_ENV_COUNT_MAX + 1) {
+                                fprintf(stderr, "sbx: too many --env options\n");
+                                return 2;
+                        }
+                        o.env[o.n_env++] = optarg;
+                        break;
+                case 'J':
+                        o.json = true;
+                        break;
+                case 'q':
+                        o.quiet = true;
+                        break;
+                case 'h':
+                        printf("Usage: sbx run [-l LANG] [-t SECONDS] [-m MB] [-e KEY=VALUE]... [--json] [-q]\n"
+                               "               [-c CODE]... [SOURCE...]\n");
+                        return 0;
+                default:
+                        return 2;
+                }
+
+        for (size_t i = 0; i < n_inline; i++) {
+                src[n] = (Source) { .out_pipe = { -EBADF, -EBADF }, .err_pipe = { -EBADF, -EBADF },
+                                    .code = strdup(inline_codes[i]), .label = "code" };
+                if (!src[n].code)
+                        return 1;
+                n++;
+        }
+        for (int i = optind; i < argc; i++) {
+                if (n >= MAX_SOURCES) {
+                        fprintf(stderr, "sbx: at most %d sources\n", MAX_SOURCES);
+                        goto finish;
+                }
+                r = source_from_arg(argv[i], &src[n]);
+                if (r < 0) {
+                        fprintf(stderr, "sbx: cannot read %s: %s\n", argv[i],
+                                r == -E2BIG ? "larger than 1 MiB" : strerror(-r));
+                        status = 2;
+                        goto finish;
+                }
+                n++;
+        }
+        if (n == 0) {
+                fprintf(stderr, "sbx run: no code given (pass code, a file, - for stdin, or -c CODE)\n");
+                return 2;
+        }
+
+        r = sbx_bus_connect(kind, address, &bus);
+        if (r < 0) {
+                fprintf(stderr, "sbx: cannot connect to the bus: %s\n"
+                                "     (start the suite with scripts/sbx-up.sh, or set SBX_BUS_ADDRESS)\n",
+                        strerror(-r));
+                status = 1;
+                goto finish;
+        }
+        status = n == 1 ? run_single(bus, &o, &src[0]) : run_concurrent(bus, &o, src, n);
+finish:
+        for (size_t i = 0; i < n; i++)
+                source_done(&src[i]);
+        return status;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Hello world in each language through sbx → D-Bus → broker → worker → QEMU → agent.
+source "$(dirname "$0")/lib.sh"
+start_bus
+
+out=$("$SBX" run 'print("hello")' 2>"$TMP/e"); rc=$?
+check "python hello prints hello from the guest" [ "$out" = "hello" -a $rc -eq 0 ]
+[[ $rc -eq 0 ]] || diag "$(cat "$TMP/e")"
+
+out=$("$SBX" run -l javascript 'console.log("hello from bun")' 2>"$TMP/e"); rc=$?
+check "javascript runs under Bun" [ "$out" = "hello from bun" -a $rc -eq 0 ]
+[[ $rc -eq 0 ]] || diag "$(cat "$TMP/e")"
+
+cat >"$TMP/snippet.ts" <<'TS'
+interface Point { x: number; y: number }
+const norm = (p: Point): number => Math.sqrt(p.x * p.x + p.y * p.y);
+console.log(`norm=${norm({ x: 3, y: 4 })}`);
+TS
+out=$("$SBX" run "$TMP/snippet.ts" 2>"$TMP/e"); rc=$?
+check "a TypeScript file runs (language from the .ts extension)" [ "$out" = "norm=5" -a $rc -eq 0 ]
+
+out=$("$SBX" run -l raw 'echo "sum=$((40 + 2))"; echo "$BASH_VERSION" | cut -d. -f1' 2>"$TMP/e"); rc=$?
+check "raw runs under GNU bash" [ "$(head -n1 <<<"$out")" = "sum=42" -a "$(tail -n1 <<<"$out")" = "5" ]
+
+out=$("$SBX" run -l raw 'id -u; id -g; cat /proc/self/status | grep CapEff' 2>/dev/null)
+check "guest code runs as uid 1000, not root" [ "$(sed -n 1p <<<"$out")" = "1000" ]
+check "guest code has no effective capabilities" grep -q "CapEff:.*0000000000000000" <<<"$out"
+
+echo 'print("from stdin")' >"$TMP/stdin.py"
+out=$("$SBX" run - <"$TMP/stdin.py" 2>/dev/null)
+check "code from stdin" [ "$out" = "from stdin" ]
+
+out=$("$SBX" run -e GREETING=hi -e NAME=sbx 'import os; print(os.environ["GREETING"], os.environ["NAME"])' 2>/dev/null)
+check "environment variables reach the code" [ "$out" = "hi sbx" ]
+
+run_json 'import sys; print("out"); print("err", file=sys.stderr)'
+check "--json carries stdout, stderr and exit_code" \
+    [ "$(jget .stdout)" = "out" -a "$(jget .stderr)" = "err" -a "$(jget .exit_code)" = "0" ]
+check "the result reports the accelerator" [ "$(jget .accel)" = "tcg" -o "$(jget .accel)" = "kvm" ]
+check "the result carries timings" [ "$(jget .timing_boot_ms)" -gt 0 -a "$(jget .timing_total_ms)" -ge "$(jget .timing_boot_ms)" ]
+diag "boot $(jget .timing_boot_ms) ms, exec $(jget .execution_time_ms) ms, total $(jget .timing_total_ms) ms, accel $(jget .accel)"
+
+st=$("$SBXCTL" status)
+check "sbxctl status shows the broker and the accelerator" grep -q "accelerator: \(tcg\|kvm\)" <<<"$st"
+diag "$st"
+
+check_no_leaks "basic runs"
+finish
