@@ -171,7 +171,12 @@ int sbx_config_load(SbxConfig *c, const char *path) {
                 return log_error_errno(errno, "Failed to open %s: %m", path);
         while (f && fgets(line, sizeof line, f)) {
                 lineno++;
-                line[strcspn(line, "\n")] = 0;
+                size_t n = strcspn(line, "\n");
+                /* fgets() split a line longer than the buffer: refuse it, or its
+                 * tail would be parsed as a line of its own. */
+                if (line[n] != '\n' && getc(f) != EOF)
+                        return log_error_errno(EINVAL, "%s:%u: line is too long.", path, lineno);
+                line[n] = 0;
                 r = sbx_config_parse_line(c, line);
                 if (r == -ENOMEM)
                         return r;

@@ -379,12 +379,12 @@ static int run_concurrent(sd_bus *bus, const RunOptions *o, Source *src, size_t 
                                         fputc(',', stdout);
                                 print_json(src[i].reply);
                         } else if (!o->quiet && isatty(STDERR_FILENO)) {
-                                char prefix[16];
+                                char prefix[32];
                                 snprintf(prefix, sizeof prefix, "[%zu] ", i + 1);
                                 print_summary(src[i].reply, prefix);
                         }
                 } else {
-                        char prefix[16];
+                        char prefix[32];
                         snprintf(prefix, sizeof prefix, "[%zu] ", i + 1);
                         print_error(&src[i].error, prefix);
                         if (o->json) {
