@@ -1,0 +1,358 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "exec.h"
+#include "fdio.h"
+#include "frame.h"
+#include "log.h"
+#include "macro.h"
+#include "proto.h"
+
+/* How long output may keep trickling in after the code exited and every
+ * user process was killed. Only a process stuck in the kernel gets near it. */
+#define DRAIN_TIMEOUT_USEC (2 * 1000000u)
+
+typedef struct Exec {
+        ExecChild child;
+        bool exited; /* the main child was reaped */
+        int status;
+        bool timed_out;
+        uint64_t start_usec;
+        uint64_t exec_ms;
+        uint64_t drain_deadline;
+} Exec;
+
+typedef struct Agent {
+        int port_fd;
+        int signal_fd;
+        int timer_fd;
+        SbxFrameReader reader;
+        bool running;
+        Exec exec;
+        unsigned n_execs;
+        uint8_t buf[SBX_OUTPUT_CHUNK_MAX];
+} Agent;
+
+static int send_simple(int port_fd, SbxMsg *m) {
+        int r = sbx_msg_send(m, port_fd);
+
+        sbx_msg_done(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write to the host: %m");
+        return 0;
+}
+
+int agent_send_hello(int port_fd) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_G_HELLO);
+        sbx_msg_put_u32(&m, SBX_T_VERSION, SBX_PROTO_VERSION);
+        sbx_msg_put_u64(&m, SBX_T_UPTIME_MS, now_usec(CLOCK_BOOTTIME) / 1000u);
+        return send_simple(port_fd, &m);
+}
+
+static int send_error(Agent *a, const char *message) {
+        SbxMsg m;
+
+        log_warning("Refusing exec: %s", message);
+        sbx_msg_begin(&m, SBX_G_ERROR);
+        sbx_msg_put(&m, SBX_T_MESSAGE, message, strnlen(message, SBX_MESSAGE_MAX));
+        return send_simple(a->port_fd, &m);
+}
+
+static int send_output(Agent *a, SbxStream stream, const void *data, size_t n) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_G_OUTPUT);
+        sbx_msg_put_u8(&m, SBX_T_STREAM, (uint8_t) stream);
+        sbx_msg_put(&m, SBX_T_DATA, data, n);
+        return send_simple(a->port_fd, &m);
+}
+
+static int handle_ping(Agent *a, const uint8_t *payload, size_t len) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v, *data = NULL;
+        uint32_t n, data_len = 0;
+        SbxMsg m;
+
+        sbx_tlv_iter_init(&it, payload, len);
+        while (sbx_tlv_next(&it, &tag, &v, &n) > 0)
+                if (tag == SBX_T_DATA) {
+                        data = v;
+                        /* The host reads frames of at most SBX_GUEST_FRAME_MAX. */
+                        data_len = MIN(n, SBX_OUTPUT_CHUNK_MAX);
+                }
+
+        sbx_msg_begin(&m, SBX_G_PONG);
+        if (data)
+                sbx_msg_put(&m, SBX_T_DATA, data, data_len);
+        return send_simple(a->port_fd, &m);
+}
+
+static int start_exec(Agent *a, const uint8_t *payload, size_t len) {
+        ExecRequest req;
+        const char *reason;
+        char msg[256];
+        int r;
+
+        if (a->running)
+                return send_error(a, "an exec is already running");
+
+        r = exec_request_parse(payload, len, &req, &reason);
+        if (r < 0)
+                return send_error(a, reason);
+
+        exec_apply_host_state(&req);
+
+        a->exec = (Exec) {};
+        r = exec_spawn(&req, ++a->n_execs, &a->exec.child, msg, sizeof msg);
+        if (r < 0) {
+                exec_request_done(&req);
+                return send_error(a, msg);
+        }
+        a->exec.start_usec = now_usec(CLOCK_MONOTONIC);
+        a->running = true;
+
+        struct itimerspec its = {
+                .it_value.tv_sec = req.timeout_ms / 1000u,
+                .it_value.tv_nsec = (long) (req.timeout_ms % 1000u) * 1000000L,
+        };
+        log_debug("exec %u: pid %d, timeout %u ms", a->n_execs, (int) a->exec.child.pid, req.timeout_ms);
+        exec_request_done(&req);
+        if (timerfd_settime(a->timer_fd, 0, &its, NULL) < 0) {
+                /* Without a timeout the code could run forever: better not at all. */
+                log_error_errno(errno, "Failed to arm the timeout: %m");
+                (void) kill(-a->exec.child.pid, SIGKILL);
+                a->exec.timed_out = true;
+        }
+        return 0;
+}
+
+static void disarm_timer(Agent *a) {
+        struct itimerspec its = {};
+        (void) timerfd_settime(a->timer_fd, 0, &its, NULL);
+}
+
+static void kill_exec(Agent *a) {
+        if (a->running && !a->exec.exited)
+                (void) kill(-a->exec.child.pid, SIGKILL);
+}
+
+static int handle_frame(Agent *a, uint8_t type, const uint8_t *payload, size_t len) {
+        switch (type) {
+        case SBX_H_EXEC:
+                return start_exec(a, payload, len);
+        case SBX_H_PING:
+                return handle_ping(a, payload, len);
+        case SBX_H_CANCEL:
+                log_debug("cancel requested");
+                kill_exec(a);
+                return 0;
+        default:
+                log_debug("Ignoring message type %u.", type);
+                return 0;
+        }
+}
+
+static int read_port(Agent *a) {
+        uint8_t type;
+        const uint8_t *payload;
+        size_t len;
+        int r;
+
+        r = sbx_frame_reader_fill(&a->reader, a->port_fd);
+        if (r == -EAGAIN || r == -EINTR)
+                return 0;
+        if (r < 0)
+                return log_error_errno(r, "Failed to read from the host: %m");
+        if (r == 0)
+                return log_error_errno(ECONNRESET, "The host closed the channel.");
+
+        while ((r = sbx_frame_reader_next(&a->reader, &type, &payload, &len)) > 0) {
+                r = handle_frame(a, type, payload, len);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Malformed frame from the host: %m");
+        return 0;
+}
+
+/* One read per wakeup keeps stdout and stderr interleaved fairly. */
+static int forward_output(Agent *a, int *fd, SbxStream stream) {
+        ssize_t n = read(*fd, a->buf, sizeof a->buf);
+
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                log_warning_errno(errno, "Failed to read the child's output: %m");
+                n = 0;
+        }
+        if (n == 0) {
+                *fd = safe_close(*fd);
+                return 0;
+        }
+        return send_output(a, stream, a->buf, (size_t) n);
+}
+
+static void on_main_exit(Agent *a, int status) {
+        Exec *e = &a->exec;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        e->exited = true;
+        e->status = status;
+        e->exec_ms = (now - e->start_usec) / 1000u;
+        disarm_timer(a);
+        /* Daemons and stray children would keep the pipes open and live on
+         * into the next exec. */
+        kill_user_processes();
+        e->drain_deadline = now_usec(CLOCK_MONOTONIC) + DRAIN_TIMEOUT_USEC;
+}
+
+static void reap_children(Agent *a) {
+        struct signalfd_siginfo si;
+        int status;
+        pid_t pid;
+
+        while (read(a->signal_fd, &si, sizeof si) > 0)
+                ;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                if (a->running && !a->exec.exited && pid == a->exec.child.pid)
+                        on_main_exit(a, status);
+}
+
+static void on_timeout(Agent *a) {
+        uint64_t expirations;
+
+        if (read(a->timer_fd, &expirations, sizeof expirations) <= 0)
+                return;
+        if (!a->running || a->exec.exited)
+                return;
+        log_debug("exec %u timed out", a->n_execs);
+        a->exec.timed_out = true;
+        kill_exec(a);
+}
+
+static int finish_exec(Agent *a) {
+        Exec *e = &a->exec;
+        int32_t code;
+        SbxMsg m;
+
+        e->child.stdout_fd = safe_close(e->child.stdout_fd);
+        e->child.stderr_fd = safe_close(e->child.stderr_fd);
+        (void) unlink(e->child.path);
+
+        if (e->timed_out)
+                code = -1;
+        else if (WIFEXITED(e->status))
+                code = WEXITSTATUS(e->status);
+        else if (WIFSIGNALED(e->status))
+                code = 128 + WTERMSIG(e->status);
+        else
+                code = -1;
+        a->running = false;
+        log_debug("exec %u: exit %d after %llu ms", a->n_execs, code, (unsigned long long) e->exec_ms);
+
+        sbx_msg_begin(&m, SBX_G_EXIT);
+        sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, code);
+        sbx_msg_put_u64(&m, SBX_T_EXEC_MS, e->exec_ms);
+        sbx_msg_put_u8(&m, SBX_T_TIMED_OUT, e->timed_out);
+        return send_simple(a->port_fd, &m);
+}
+
+static int setup_fds(Agent *a, int port_fd) {
+        sigset_t mask;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Failed to block SIGCHLD: %m");
+        a->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (a->signal_fd < 0)
+                return log_error_errno(errno, "Failed to create signalfd: %m");
+        a->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (a->timer_fd < 0)
+                return log_error_errno(errno, "Failed to create timerfd: %m");
+        a->port_fd = port_fd;
+        sbx_frame_reader_init(&a->reader, SBX_HOST_FRAME_MAX);
+        return 0;
+}
+
+int agent_run(int port_fd) {
+        static Agent agent; /* the 32 KiB buffer does not belong on the stack */
+        Agent *a = &agent;
+        int r;
+
+        *a = (Agent) { .port_fd = -EBADF, .signal_fd = -EBADF, .timer_fd = -EBADF };
+        r = setup_fds(a, port_fd);
+        if (r < 0)
+                return r;
+        /* Children may have exited before the signalfd existed. */
+        reap_children(a);
+
+        for (;;) {
+                Exec *e = &a->exec;
+                struct pollfd p[5] = {
+                        { .fd = a->port_fd, .events = POLLIN },
+                        { .fd = a->signal_fd, .events = POLLIN },
+                        { .fd = a->timer_fd, .events = POLLIN },
+                        { .fd = a->running ? e->child.stdout_fd : -1, .events = POLLIN },
+                        { .fd = a->running ? e->child.stderr_fd : -1, .events = POLLIN },
+                };
+                int timeout = -1;
+
+                if (a->running && e->exited) {
+                        uint64_t now = now_usec(CLOCK_MONOTONIC);
+                        timeout = now >= e->drain_deadline ? 0 : (int) ((e->drain_deadline - now + 999) / 1000);
+                }
+                if (poll(p, ELEMENTSOF(p), timeout) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_error_errno(errno, "poll() failed: %m");
+                }
+
+                /* Output first: whatever the code wrote goes out before EXIT. */
+                if (p[3].revents) {
+                        r = forward_output(a, &e->child.stdout_fd, SBX_STREAM_STDOUT);
+                        if (r < 0)
+                                return r;
+                }
+                if (p[4].revents) {
+                        r = forward_output(a, &e->child.stderr_fd, SBX_STREAM_STDERR);
+                        if (r < 0)
+                                return r;
+                }
+                if (p[1].revents)
+                        reap_children(a);
+                if (p[2].revents)
+                        on_timeout(a);
+                if (p[0].revents) {
+                        r = read_port(a);
+                        if (r < 0) {
+                                kill_exec(a);
+                                return r;
+                        }
+                }
+
+                if (a->running && e->exited &&
+                    ((e->child.stdout_fd < 0 && e->child.stderr_fd < 0) ||
+                     now_usec(CLOCK_MONOTONIC) >= e->drain_deadline)) {
+                        if (e->child.stdout_fd >= 0 || e->child.stderr_fd >= 0)
+                                log_warning("Output of exec %u still open after %u s, dropping it.", a->n_execs,
+                                            DRAIN_TIMEOUT_USEC / 1000000u);
+                        r = finish_exec(a);
+                        if (r < 0)
+                                return r;
+                }
+        }
+}

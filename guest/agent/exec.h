@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* Running one piece of user code: parsing SBX_H_EXEC, spawning the child as
+ * uid 1000, and cleaning up after it. The event loop lives in agent.c. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+typedef struct ExecRequest {
+        SbxLanguage language;
+        const uint8_t *code; /* points into the frame payload */
+        size_t code_len;
+        bool have_code;
+        uint32_t timeout_ms;
+        char *env[SBX_ENV_COUNT_MAX]; /* "KEY=VALUE", owned */
+        size_t n_env;
+        bool have_clock;
+        uint64_t clock_ns;
+        const uint8_t *seed; /* points into the frame payload */
+        size_t seed_len;
+} ExecRequest;
+
+typedef struct ExecChild {
+        pid_t pid;
+        int stdout_fd; /* read ends, non-blocking */
+        int stderr_fd;
+        char path[64]; /* the code file, removed when the exec ends */
+} ExecChild;
+
+/* On failure *ret_reason says why (static storage). */
+int exec_request_parse(const uint8_t *payload, size_t len, ExecRequest *ret, const char **ret_reason);
+void exec_request_done(ExecRequest *req);
+
+/* Sets the clock and feeds the seed to the kernel RNG, best effort. */
+void exec_apply_host_state(const ExecRequest *req);
+
+/* Writes the code file and starts the interpreter. On failure, a message for
+ * SBX_G_ERROR is left in reason. */
+int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size);
+
+/* SIGKILLs every process of the sandbox user, including ones that left the
+ * exec's process group. Returns once the signals are sent. */
+void kill_user_processes(void);
