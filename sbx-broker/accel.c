@@ -55,7 +55,7 @@ static int run_probe(Broker *b, SbxAccel *ret) {
                         _exit(127);
                 if (b->config_path)
                         setenv("SBX_CONFIG", b->config_path, 1);
-                execl(b->config.worker_path, "sbx-vmworker", "--probe-accel", (char *) NULL);
+                execl(b->config.worker_path, b->config.worker_path, "--probe-accel", (char *) NULL);
                 _exit(127);
         }
         close(pfd[1]);

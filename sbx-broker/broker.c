@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,18 @@ static void broker_derive_limits(Broker *b) {
         }
 }
 
+/* Workers are our only children after start-up: reap whatever exited. */
+static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        int status;
+        pid_t pid;
+        (void) s;
+        (void) si;
+        (void) userdata;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                log_debug("Worker %d exited (status 0x%x).", (int) pid, status);
+        return 0;
+}
+
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         (void) userdata;
         log_info("Received %s, stopping.", strsignal((int) si->ssi_signo));
@@ -72,6 +85,9 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
                 goto fail;
         (void) sd_event_add_signal(b->event, NULL, SIGTERM, on_exit_signal, b);
         (void) sd_event_add_signal(b->event, NULL, SIGINT, on_exit_signal, b);
+        r = sd_event_add_signal(b->event, NULL, SIGCHLD, on_sigchld, b);
+        if (r < 0)
+                goto fail;
 
         r = system_bus ? sd_bus_open_system(&b->bus) : sd_bus_open(&b->bus);
         if (r < 0) {

@@ -399,15 +399,6 @@ static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *user
         }
 }
 
-static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
-        (void) userdata;
-        log_debug("Worker %d exited (code %d, status %d).", si->si_pid, si->si_code, si->si_status);
-        /* Floating source: take our reference back and drop it. */
-        sd_event_source_set_floating(s, false);
-        sd_event_source_unref(s);
-        return 0;
-}
-
 static int spawn_worker(Job *j, int *ret_fd) {
         Broker *b = j->broker;
         int sv[2];
@@ -453,20 +444,11 @@ static int spawn_worker(Job *j, int *ret_fd) {
                 setenv("LISTEN_FDNAMES", "connection", 1);
                 if (b->config_path)
                         setenv("SBX_CONFIG", b->config_path, 1);
-                execl(b->config.worker_path, "sbx-vmworker", (char *) NULL);
+                execl(b->config.worker_path, b->config.worker_path, (char *) NULL);
                 fprintf(stderr, "sbx-broker: failed to execute %s: %m\n", b->config.worker_path);
                 _exit(127);
         }
         close(sv[1]);
-
-        sd_event_source *child = NULL;
-        r = sd_event_add_child(b->event, &child, pid, WEXITED, on_worker_exit, NULL);
-        if (r >= 0)
-                r = sd_event_source_set_floating(child, true);
-        if (r >= 0)
-                sd_event_source_unref(child);
-        else
-                log_warning_errno(r, "Cannot watch worker %d, it may stay a zombie: %m", (int) pid);
 
         j->worker_pid = pid;
         *ret_fd = sv[0];

@@ -29,8 +29,21 @@ void request_done(SbxRequest *r) {
         *r = (SbxRequest) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
 }
 
+static const struct {
+        const char *key, *type;
+} request_keys[] = {
+        { "code", "s" },         { "language", "s" },  { "timeout_seconds", "u" }, { "memory_mb", "u" },
+        { "env", "a{ss}" },      { "stdout_fd", "h" }, { "stderr_fd", "h" },
+};
+
 static int unknown_key(const char *key, sd_bus_error *error) {
-        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT, "Unknown request key '%.64s' or wrong type for it.",
+        for (size_t i = 0; i < ELEMENTSOF(request_keys); i++)
+                if (strcmp(key, request_keys[i].key) == 0)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "Request key '%s' must have type '%s'.", key, request_keys[i].type);
+        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                 "Unknown request key '%.64s' (known: code, language, timeout_seconds, memory_mb, env, "
+                                 "stdout_fd, stderr_fd).",
                                  key);
 }
 
@@ -198,9 +211,7 @@ int request_read(sd_bus_message *m, SbxRequest *r, uint32_t max_memory_mb, sd_bu
                 } else if (strcmp(contents, "a{ss}") == 0 && strcmp(key, "env") == 0)
                         k = read_env(m, r, error);
                 else
-                        k = sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
-                                              "Request key '%.64s' has type '%.16s', which is not accepted.", key,
-                                              contents);
+                        k = unknown_key(key, error);
                 if (k < 0)
                         return k;
                 k = sd_bus_message_exit_container(m);

@@ -52,11 +52,12 @@ run_json() { "$SBX" run --json "$@" >"$TMP/out.json" 2>"$TMP/err.txt"; RC=$?; }
 jget() { jq -r "$1" "$TMP/out.json"; }
 
 # busctl_run 'a{sv}' ARGS...: raw Run call; stdout JSON in $TMP/bus.json, stderr in $TMP/bus.err.
+# sd-bus debug logging is the one place busctl shows the error name.
 busctl_run() {
-    $BUSCTL --json=short --timeout=400 call org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1 Run "$@" \
+    SYSTEMD_LOG_LEVEL=debug $BUSCTL --json=short --timeout=400 call org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1 Run "$@" \
         >"$TMP/bus.json" 2>"$TMP/bus.err"
 }
-bus_error_is() { grep -q "$1" "$TMP/bus.err"; }
+bus_error_is() { grep -q "error-name=org.sbx.Error.$1 " "$TMP/bus.err"; }
 
 # Processes and files a run may leave behind; all must be gone after each run.
 qemu_pids() { pgrep -f "qemu-system-x86_64.*$KERNEL" || true; }

@@ -7,7 +7,7 @@ R=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1 Run)
 expect_error() {
     local name=$1 desc=$2; shift 2
     busctl_run "$@"
-    if bus_error_is "$name"; then ok "$desc → $name"; else not_ok "$desc → $name"; diag "$(cat "$TMP/bus.err" "$TMP/bus.json")"; fi
+    if bus_error_is "$name"; then ok "$desc → $name"; else not_ok "$desc → $name"; diag "$(grep -o 'error-name=.*' "$TMP/bus.err" | tail -n1)"; fi
 }
 
 expect_error CodeValidation "empty code" 'a{sv}' 1 code s ''

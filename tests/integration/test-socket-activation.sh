@@ -15,7 +15,7 @@ activator=$!
 for _ in $(seq 50); do [[ -S "$sock" ]] && break; sleep 0.1; done
 
 # Start the broker by hand on our private bus (as the starter bus), not by activation.
-DBUS_STARTER_ADDRESS=$SBX_BUS_ADDRESS DBUS_STARTER_BUS_TYPE=session \
+DBUS_SESSION_BUS_ADDRESS=$SBX_BUS_ADDRESS DBUS_STARTER_BUS_TYPE=session \
     "$BUILD/sbx-broker/sbx-broker" --config "$TMP/sbx.conf" 2>"$TMP/broker.log" &
 broker=$!
 for _ in $(seq 100); do "$SBXCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
