@@ -45,11 +45,19 @@ typedef enum SbxMsgType {
         SBX_G_EXIT = 3,   /* EXIT_CODE, EXEC_MS, TIMED_OUT */
         SBX_G_ERROR = 4,  /* MESSAGE: the agent could not run the code */
         SBX_G_PONG = 5,   /* DATA echoed from PING */
+        SBX_G_FILE_RESULT = 6, /* FILE_STATUS, SIZE, MESSAGE: ends a file write, read or list */
+        SBX_G_FILE_DATA = 7,   /* DATA (<= SBX_OUTPUT_CHUNK_MAX): a chunk of a file being read */
+        SBX_G_LIST_ENTRY = 8,  /* NAME, IS_DIR, SIZE */
 
         /* host -> guest */
         SBX_H_EXEC = 64,   /* LANGUAGE, CODE, TIMEOUT_MS, ENV*, CLOCK_NS, SEED */
         SBX_H_PING = 65,   /* DATA */
         SBX_H_CANCEL = 66, /* kill the running code */
+        SBX_H_FILE_WRITE = 67, /* PATH, MODE: then FILE_DATA frames, then FILE_END */
+        SBX_H_FILE_DATA = 68,  /* DATA */
+        SBX_H_FILE_END = 69,   /* the write is complete */
+        SBX_H_FILE_READ = 70,  /* PATH */
+        SBX_H_LIST = 71,       /* PATH */
 
         /* broker -> worker */
         SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
@@ -92,7 +100,27 @@ typedef enum SbxTag {
         SBX_T_STDERR_TRUNC = 31, /* u8 */
         SBX_T_QEMU_PID = 32,     /* u32 */
         SBX_T_CPU_THROTTLED = 33, /* u64 */
+        SBX_T_SESSION = 40,      /* u8: run EXEC in the persistent interpreter (sessions) */
+        SBX_T_PATH = 41,         /* string, relative to the sandbox home */
+        SBX_T_MODE = 42,         /* u32 file mode bits (0644 default) */
+        SBX_T_SIZE = 43,         /* u64 */
+        SBX_T_NAME = 44,         /* string */
+        SBX_T_IS_DIR = 45,       /* u8 */
+        SBX_T_FILE_STATUS = 46,  /* u32: SbxFileStatus */
+        SBX_T_STATE_RESET = 47,  /* u8 in G_EXIT: the persistent interpreter was restarted */
 } SbxTag;
+
+typedef enum SbxFileStatus {
+        SBX_FILE_OK = 0,
+        SBX_FILE_INVALID_PATH = 1, /* absolute, "..", symlink escape, too long */
+        SBX_FILE_NOT_FOUND = 2,
+        SBX_FILE_IO_ERROR = 3,     /* includes ENOSPC; MESSAGE says which */
+        SBX_FILE_TOO_LARGE = 4,
+} SbxFileStatus;
+
+#define SBX_PATH_MAX 4096u
+#define SBX_PATH_COMPONENT_MAX 255u
+#define SBX_FILE_MAX (500ull * 1024u * 1024u)
 
 typedef enum SbxStream {
         SBX_STREAM_STDOUT = 1,

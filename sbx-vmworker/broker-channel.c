@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "broker-channel.h"
+
+static int broker_send(FramedConn *c, SbxMsg *m) {
+        int r = framed_conn_send(c, m);
+        sbx_msg_done(m);
+        return r;
+}
+
+int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_STATUS);
+        sbx_msg_put_u32(&m, SBX_T_PHASE, (uint32_t) phase);
+        if (qemu_pid > 0)
+                sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
+        if (phase >= SBX_PHASE_RUNNING)
+                sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
+        return broker_send(c, &m);
+}
+
+int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_OUTPUT);
+        sbx_msg_put_u8(&m, SBX_T_STREAM, (uint8_t) stream);
+        sbx_msg_put(&m, SBX_T_DATA, data, n);
+        return broker_send(c, &m);
+}
+
+int broker_send_result(FramedConn *c, const RunResult *result) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_RESULT);
+        sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, result->exit_code);
+        sbx_msg_put_u64(&m, SBX_T_EXEC_MS, result->exec_ms);
+        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, result->boot_ms);
+        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, result->setup_ms);
+        sbx_msg_put_u64(&m, SBX_T_CPU_MS, result->cpu_ms);
+        sbx_msg_put_u64(&m, SBX_T_MEM_PEAK_MB, result->mem_peak_mb);
+        sbx_msg_put_u64(&m, SBX_T_CPU_THROTTLED, result->cpu_throttled);
+        sbx_msg_put_u8(&m, SBX_T_TIMED_OUT, result->timed_out);
+        sbx_msg_put_u8(&m, SBX_T_STDOUT_TRUNC, result->stdout_truncated);
+        sbx_msg_put_u8(&m, SBX_T_STDERR_TRUNC, result->stderr_truncated);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, result->accel);
+        if (result->message)
+                sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
+        return broker_send(c, &m);
+}
+
+int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_ERROR);
+        sbx_msg_put_u32(&m, SBX_T_ERROR_KIND, (uint32_t) kind);
+        sbx_msg_put_str(&m, SBX_T_MESSAGE, message);
+        return broker_send(c, &m);
+}

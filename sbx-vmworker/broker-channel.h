@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The worker's messages to the broker (proto.h, worker channel). */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "framed-conn.h"
+#include "proto.h"
+
+/* Queued bytes to the broker before it counts as stuck: all output it can ever get, plus slack. */
+#define BROKER_OUT_MAX (SBX_STDOUT_MAX + SBX_STDERR_MAX + 1024u * 1024u)
+
+typedef struct RunResult {
+        int32_t exit_code;
+        uint64_t exec_ms, boot_ms, setup_ms;
+        uint64_t cpu_ms, mem_peak_mb, cpu_throttled;
+        bool timed_out, stdout_truncated, stderr_truncated;
+        const char *accel;
+        const char *message; /* optional */
+} RunResult;
+
+int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms);
+int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n);
+int broker_send_result(FramedConn *c, const RunResult *result);
+int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message);

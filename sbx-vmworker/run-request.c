@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "macro.h"
+#include "run-request.h"
+#include "validate.h"
+
+void run_request_done(RunRequest *r) {
+        free(r->code);
+        for (size_t i = 0; i < r->n_env; i++)
+                free(r->env[i]);
+        free(r->env);
+        *r = (RunRequest) {};
+}
+
+static int run_request_add_env(RunRequest *r, const uint8_t *v, uint32_t n, const char **ret_reason) {
+        _cleanup_free_ char *s = NULL;
+        int k;
+
+        if (r->n_env >= SBX_ENV_COUNT_MAX) {
+                *ret_reason = "more than 100 environment variables";
+                return -E2BIG;
+        }
+        k = sbx_tlv_str(v, n, SBX_ENV_NAME_MAX + 1 + SBX_ENV_VALUE_MAX, &s);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0) {
+                *ret_reason = "an environment entry is too long or contains a NUL byte";
+                return k;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) {
+                *ret_reason = "an environment entry is not KEY=VALUE";
+                return -EINVAL;
+        }
+        *eq = 0;
+        k = sbx_validate_env_name(s, ret_reason);
+        if (k >= 0)
+                k = sbx_validate_env_value(eq + 1, ret_reason);
+        *eq = '=';
+        if (k < 0)
+                return k;
+
+        char **e = reallocarray(r->env, r->n_env + 1, sizeof(char *));
+        if (!e)
+                return -ENOMEM;
+        r->env = e;
+        r->env[r->n_env++] = TAKE_PTR(s);
+        return 0;
+}
+
+int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
+                      const char **ret_reason) {
+        RunRequest r = {
+                .language = SBX_LANG_INVALID,
+                .memory_mb = config->default_memory_mb,
+                .vcpus = config->vcpus,
+                .accel = config->accel,
+        };
+        bool have_run_id = false, have_code = false, have_timeout = false, have_memory = false, have_vcpus = false,
+             have_accel = false;
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t n;
+        int k;
+
+        *ret_reason = "malformed SBX_B_RUN";
+        sbx_tlv_iter_init(&it, payload, len);
+        while ((k = sbx_tlv_next(&it, &tag, &v, &n)) > 0) {
+                bool *seen = NULL;
+
+                switch (tag) {
+                case SBX_T_RUN_ID:
+                        seen = &have_run_id;
+                        k = sbx_tlv_u64(v, n, &r.run_id);
+                        break;
+                case SBX_T_LANGUAGE: {
+                        _cleanup_free_ char *s = NULL;
+                        if (r.language != SBX_LANG_INVALID) {
+                                k = -EBADMSG;
+                                break;
+                        }
+                        k = sbx_tlv_str(v, n, 32, &s);
+                        if (k == -ENOMEM)
+                                break;
+                        r.language = k < 0 ? SBX_LANG_INVALID : sbx_language_from_string(s);
+                        if (r.language == SBX_LANG_INVALID) {
+                                *ret_reason = "unknown language";
+                                k = -EINVAL;
+                        }
+                        break;
+                }
+                case SBX_T_CODE:
+                        seen = &have_code;
+                        if (have_code)
+                                break;
+                        k = sbx_validate_code((const char *) v, n, ret_reason);
+                        if (k < 0)
+                                break;
+                        r.code = malloc((size_t) n + 1);
+                        if (!r.code) {
+                                k = -ENOMEM;
+                                break;
+                        }
+                        memcpy(r.code, v, n);
+                        r.code[n] = 0;
+                        r.code_len = n;
+                        break;
+                case SBX_T_TIMEOUT_MS:
+                        seen = &have_timeout;
+                        k = sbx_tlv_u32(v, n, &r.timeout_ms);
+                        if (k >= 0 && (r.timeout_ms < SBX_TIMEOUT_MIN_S * 1000u ||
+                                       r.timeout_ms > SBX_TIMEOUT_MAX_S * 1000u)) {
+                                *ret_reason = "timeout is outside 1..300 s";
+                                k = -EINVAL;
+                        }
+                        break;
+                case SBX_T_ENV:
+                        k = run_request_add_env(&r, v, n, ret_reason);
+                        break;
+                case SBX_T_MEMORY_MB:
+                        seen = &have_memory;
+                        k = sbx_tlv_u32(v, n, &r.memory_mb);
+                        break;
+                case SBX_T_VCPUS:
+                        seen = &have_vcpus;
+                        k = sbx_tlv_u32(v, n, &r.vcpus);
+                        break;
+                case SBX_T_ACCEL: {
+                        _cleanup_free_ char *s = NULL;
+                        seen = &have_accel;
+                        k = sbx_tlv_str(v, n, 16, &s);
+                        if (k >= 0 && sbx_accel_from_string(s, &r.accel) < 0) {
+                                *ret_reason = "accelerator is not one of auto, kvm, tcg";
+                                k = -EINVAL;
+                        }
+                        break;
+                }
+                default:
+                        /* Unknown tags are skipped: newer brokers may add fields. */
+                        break;
+                }
+                if (k >= 0 && seen) {
+                        if (*seen) {
+                                *ret_reason = "a field of SBX_B_RUN appears twice";
+                                k = -EBADMSG;
+                        }
+                        *seen = true;
+                }
+                if (k < 0)
+                        goto fail;
+        }
+        if (k < 0)
+                goto fail;
+
+        k = -EINVAL;
+        if (!have_run_id)
+                *ret_reason = "SBX_B_RUN has no run id";
+        else if (r.language == SBX_LANG_INVALID)
+                *ret_reason = "SBX_B_RUN has no language";
+        else if (!have_code)
+                *ret_reason = "SBX_B_RUN has no code";
+        else if (!have_timeout)
+                *ret_reason = "SBX_B_RUN has no timeout";
+        else if (r.memory_mb < SBX_MEMORY_MIN_MB || r.memory_mb > RUN_MEMORY_MAX_MB)
+                *ret_reason = "memory is outside 128..65536 MiB";
+        else if (r.vcpus < 1 || r.vcpus > RUN_VCPUS_MAX)
+                *ret_reason = "vCPU count is outside 1..64";
+        else
+                k = 0;
+        if (k < 0)
+                goto fail;
+
+        *ret = r;
+        return 0;
+
+fail:
+        run_request_done(&r);
+        return k;
+}

@@ -1,0 +1,698 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "accel.h"
+#include "broker-channel.h"
+#include "fdio.h"
+#include "guest-channel.h"
+#include "host-tsc.h"
+#include "log.h"
+#include "macro.h"
+#include "qemu.h"
+#include "text-util.h"
+#include "validate.h"
+#include "worker.h"
+
+/* Longest message we put in SBX_T_MESSAGE (the broker accepts SBX_MESSAGE_MAX). */
+#define WORKER_MESSAGE_MAX (SBX_MESSAGE_MAX - 96u)
+/* Console lines quoted in boot failure messages. */
+#define WORKER_CONSOLE_TAIL_MAX 1024u
+#define WORKER_FINAL_FLUSH_USEC (10u * 1000000u)
+/* After the guest channel closes, how long QEMU gets to exit by itself before we kill it. */
+#define WORKER_QEMU_EXIT_WAIT_USEC (300u * 1000u)
+/* Deadlines fire within this (sd-event would otherwise coalesce them by up to 250 ms). */
+#define WORKER_TIMER_ACCURACY_USEC (10u * 1000u)
+
+static void worker_start(Worker *w);
+static void worker_boot(Worker *w);
+static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata);
+
+static uint64_t ms_since(uint64_t t) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        return now > t ? (now - t) / 1000u : 0;
+}
+
+/* ---- tearing the VM down ---- */
+
+static void worker_close_vm_channels(Worker *w) {
+        w->console_io = sd_event_source_disable_unref(w->console_io);
+        w->qemu_stderr_io = sd_event_source_disable_unref(w->qemu_stderr_io);
+        w->console_fd = safe_close(w->console_fd);
+        w->qemu_stderr_fd = safe_close(w->qemu_stderr_fd);
+        /* Not freed here: we may be inside one of its callbacks. worker_boot() and worker_free() do. */
+        if (framed_conn_is_open(&w->guest))
+                framed_conn_stop(&w->guest);
+}
+
+/* Reads what is left in the console and stderr pipes after QEMU exited, for the error message. */
+static void worker_drain_diagnostics(Worker *w) {
+        for (int i = 0; i < 64 && w->console_fd >= 0 && console_read_fd(&w->console, w->console_fd) > 0; i++)
+                ;
+        for (int i = 0; i < 64 && w->qemu_stderr_fd >= 0 && console_read_fd(&w->qemu_stderr, w->qemu_stderr_fd) > 0;
+             i++)
+                ;
+}
+
+/* Kills and reaps QEMU (if running) and closes its channels. Returns its wait status in *ret_status when
+ * QEMU had exited on its own before we killed it, and -1 otherwise. */
+static void worker_stop_qemu(Worker *w, uint64_t wait_usec, int *ret_status) {
+        int status = -1;
+
+        w->qemu_exit = sd_event_source_disable_unref(w->qemu_exit);
+        if (w->qemu_pid > 0) {
+                /* Give QEMU a moment to finish dying by itself, so we can tell what happened. */
+                uint64_t deadline = now_usec(CLOCK_MONOTONIC) + wait_usec;
+                for (;;) {
+                        int s;
+                        pid_t p = waitpid(w->qemu_pid, &s, WNOHANG);
+                        if (p == w->qemu_pid) {
+                                status = s;
+                                w->qemu_pid = 0;
+                                break;
+                        }
+                        if (p < 0 && errno != EINTR)
+                                break;
+                        if (now_usec(CLOCK_MONOTONIC) >= deadline)
+                                break;
+                        (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+                }
+                if (w->qemu_pid > 0) {
+                        log_debug("Killing QEMU %d.", (int) w->qemu_pid);
+                        qemu_kill_and_reap(&w->qemu_pid, NULL);
+                }
+        }
+        worker_drain_diagnostics(w);
+        worker_close_vm_channels(w);
+        if (ret_status)
+                *ret_status = status;
+}
+
+static void worker_exit_loop(Worker *w) {
+        w->state = WORKER_DONE;
+        w->timer = sd_event_source_disable_unref(w->timer);
+        (void) sd_event_exit(w->event, 0);
+}
+
+/* Sends the final frame queued in the broker connection and leaves the event loop. */
+static void worker_finish(Worker *w) {
+        int r = framed_conn_flush(&w->broker, WORKER_FINAL_FLUSH_USEC);
+        if (r < 0)
+                log_warning_errno(r, "Failed to deliver the final message to the broker: %m");
+        worker_exit_loop(w);
+}
+
+static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
+        _cleanup_free_ char *raw = NULL, *message = NULL;
+        va_list ap;
+
+        if (w->state == WORKER_DONE)
+                return;
+
+        va_start(ap, fmt);
+        if (vasprintf(&raw, fmt, ap) < 0)
+                raw = NULL;
+        va_end(ap);
+        message = raw ? text_sanitize(raw, strlen(raw), WORKER_MESSAGE_MAX) : NULL;
+
+        log_error("Run %" PRIu64 " failed: %s", w->req.run_id, message ?: "(out of memory)");
+        worker_stop_qemu(w, 0, NULL);
+        vm_cgroup_destroy(&w->cgroup);
+
+        int r = broker_send_error(&w->broker, kind, message ?: "The VM worker ran out of memory.");
+        if (r < 0)
+                log_warning_errno(r, "Failed to send the error to the broker: %m");
+        worker_finish(w);
+}
+
+static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool timed_out) {
+        _cleanup_free_ char *message = NULL;
+        VmCgroupStats stats;
+
+        if (w->state == WORKER_DONE)
+                return;
+
+        /* One-shot VM: it goes before the result, so a result means QEMU is gone. */
+        worker_stop_qemu(w, 0, NULL);
+        vm_cgroup_read_stats(&w->cgroup, &stats);
+        vm_cgroup_destroy(&w->cgroup);
+
+        if (timed_out) {
+                if (w->req.timeout_ms % 1000u == 0)
+                        message = text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %" PRIu32 " s",
+                                                      w->req.timeout_ms / 1000u);
+                else
+                        message = text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %.1f s",
+                                                      w->req.timeout_ms / 1000.0);
+        }
+
+        RunResult result = {
+                .exit_code = timed_out ? -1 : exit_code,
+                .exec_ms = exec_ms,
+                .boot_ms = w->boot_ms,
+                .setup_ms = w->setup_ms,
+                .cpu_ms = stats.cpu_usec / 1000u,
+                .mem_peak_mb = (stats.memory_peak_bytes + (1u << 20) - 1) >> 20,
+                .cpu_throttled = stats.nr_throttled,
+                .timed_out = timed_out,
+                .stdout_truncated = w->stdout_truncated,
+                .stderr_truncated = w->stderr_truncated,
+                .accel = sbx_accel_to_string(w->accel),
+                .message = message,
+        };
+        log_info("Run %" PRIu64 " finished: exit %" PRIi32 "%s, boot %" PRIu64 " ms, exec %" PRIu64
+                 " ms, cpu %" PRIu64 " ms, peak %" PRIu64 " MiB.",
+                 w->req.run_id, result.exit_code, timed_out ? " (timed out)" : "", result.boot_ms, result.exec_ms,
+                 result.cpu_ms, result.mem_peak_mb);
+
+        int r = broker_send_result(&w->broker, &result);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send the result to the broker: %m");
+        worker_finish(w);
+}
+
+/* The broker is gone or told us to stop: no result is wanted, only cleanup. */
+static void worker_abort(Worker *w, const char *why) {
+        if (w->state == WORKER_DONE)
+                return;
+        log_info("%s: stopping%s.", why, w->qemu_pid > 0 ? " the VM" : "");
+        worker_stop_qemu(w, 0, NULL);
+        vm_cgroup_destroy(&w->cgroup);
+        worker_exit_loop(w);
+}
+
+static void worker_guest_violation(Worker *w, const char *reason) {
+        worker_fail(w, SBX_ERR_TRANSIENT, "The guest broke the protocol (%s); the VM was destroyed. Safe to retry.",
+                    reason);
+}
+
+/* ---- output from the guest ---- */
+
+static void worker_forward_output(Worker *w, const GuestOutput *o) {
+        bool out = o->stream == SBX_STREAM_STDOUT;
+        uint64_t *sent = out ? &w->stdout_sent : &w->stderr_sent;
+        bool *truncated = out ? &w->stdout_truncated : &w->stderr_truncated;
+        uint64_t cap = out ? SBX_STDOUT_MAX : SBX_STDERR_MAX;
+        size_t room = *sent >= cap ? 0 : (size_t) (cap - *sent);
+        size_t take = MIN(room, o->len);
+
+        if (take < o->len && !*truncated) {
+                *truncated = true;
+                log_debug("%s reached its cap of %" PRIu64 " bytes; discarding the rest.", out ? "stdout" : "stderr",
+                          cap);
+        }
+        if (take == 0)
+                return;
+        *sent += take;
+
+        int r = broker_send_output(&w->broker, o->stream, o->data, take);
+        if (r == -ENOBUFS)
+                worker_fail(w, SBX_ERR_INTERNAL, "The broker stopped reading the worker's output.");
+        /* Other errors mean the broker is gone; its close handler cleans up. */
+}
+
+static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
+        GuestHello hello;
+        const char *reason;
+        SbxMsg exec;
+        int r;
+
+        r = guest_parse_hello(p, n, &hello, &reason);
+        if (r < 0) {
+                worker_guest_violation(w, reason);
+                return;
+        }
+
+        w->boot_ms = ms_since(w->t_spawn);
+        log_info("Guest is up after %" PRIu64 " ms (attempt %u); running the %s code.", w->boot_ms, w->boot_attempt,
+                 sbx_language_to_string(w->req.language));
+
+        r = guest_build_exec(&w->req, &exec);
+        if (r >= 0) {
+                r = framed_conn_send(&w->guest, &exec);
+                sbx_msg_done(&exec);
+        }
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_TRANSIENT, "Failed to send the code to the guest: %s", strerror(-r));
+                return;
+        }
+
+        w->state = WORKER_RUNNING;
+        w->t_exec = now_usec(CLOCK_MONOTONIC);
+        w->timer = sd_event_source_disable_unref(w->timer);
+        r = sd_event_add_time_relative(w->event, &w->timer, CLOCK_MONOTONIC,
+                                       (uint64_t) w->req.timeout_ms * 1000u + WORKER_TIMEOUT_GRACE_USEC,
+                                       WORKER_TIMER_ACCURACY_USEC, on_exec_deadline, w);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to arm the execution deadline: %s", strerror(-r));
+                return;
+        }
+        (void) sd_event_source_set_description(w->timer, "exec-deadline");
+        (void) broker_send_status(&w->broker, SBX_PHASE_RUNNING, w->qemu_pid, w->boot_ms);
+}
+
+static void worker_on_guest_message(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
+        _cleanup_free_ char *message = NULL;
+        const char *reason;
+        GuestOutput output;
+        GuestExit exit;
+        char buf[64];
+        int r;
+
+        switch (type) {
+        case SBX_G_OUTPUT:
+                r = guest_parse_output(p, n, &output, &reason);
+                if (r < 0)
+                        worker_guest_violation(w, reason);
+                else
+                        worker_forward_output(w, &output);
+                break;
+        case SBX_G_EXIT:
+                r = guest_parse_exit(p, n, &exit, &reason);
+                if (r < 0)
+                        worker_guest_violation(w, reason);
+                else
+                        worker_succeed(w, exit.exit_code, exit.exec_ms, exit.timed_out);
+                break;
+        case SBX_G_ERROR:
+                r = guest_parse_error(p, n, &message, &reason);
+                if (r == -ENOMEM)
+                        worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
+                else if (r < 0)
+                        worker_guest_violation(w, reason);
+                else
+                        worker_fail(w, SBX_ERR_TRANSIENT, "The guest agent could not run the code: %s",
+                                    message ?: "(no reason given)");
+                break;
+        case SBX_G_PONG:
+                /* We never ping, but a stray PONG is harmless. */
+                break;
+        case SBX_G_HELLO:
+                worker_guest_violation(w, "a second HELLO");
+                break;
+        default:
+                snprintf(buf, sizeof buf, "unknown message type %u", type);
+                worker_guest_violation(w, buf);
+                break;
+        }
+}
+
+static int on_guest_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t n, void *userdata) {
+        Worker *w = userdata;
+        (void) c;
+
+        if (w->state == WORKER_BOOTING) {
+                if (type != SBX_G_HELLO)
+                        worker_guest_violation(w, "a message before HELLO");
+                else
+                        worker_on_hello(w, p, n);
+        } else if (w->state == WORKER_RUNNING)
+                worker_on_guest_message(w, type, p, n);
+
+        /* Stop reading the guest once the run is over. */
+        return w->state == WORKER_DONE;
+}
+
+static void on_guest_close(FramedConn *c, int error, void *userdata) {
+        Worker *w = userdata;
+        char buf[64];
+        int status;
+        (void) c;
+
+        if (w->state == WORKER_DONE)
+                return;
+        if (error == -EBADMSG) {
+                worker_guest_violation(w, "a malformed frame");
+                return;
+        }
+
+        /* EOF: QEMU closed the socket, which it only does when it exits. */
+        worker_stop_qemu(w, WORKER_QEMU_EXIT_WAIT_USEC, &status);
+        _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
+        worker_fail(w, SBX_ERR_TRANSIENT, "The guest channel closed %s (QEMU %s).%s%s Safe to retry.",
+                    w->state == WORKER_BOOTING ? "while the guest was booting" : "before the run finished",
+                    status >= 0 ? qemu_describe_status(status, buf, sizeof buf) : "was still running",
+                    tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "");
+}
+
+/* ---- QEMU ---- */
+
+static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Worker *w = userdata;
+        char buf[64];
+        int status;
+        (void) s;
+
+        if (w->state == WORKER_DONE)
+                return 0;
+        /* The guest may have sent EXIT and powered off: everything it sent is still in the socket. */
+        framed_conn_drain(&w->guest);
+        if (w->state == WORKER_DONE)
+                return 0;
+
+        status = si->si_code == CLD_EXITED ? W_EXITCODE(si->si_status, 0) : si->si_status;
+        worker_stop_qemu(w, 0, NULL);
+        _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
+        _cleanup_free_ char *console = w->state == WORKER_BOOTING ? console_tail(&w->console, 512) : NULL;
+        worker_fail(w, SBX_ERR_TRANSIENT, "QEMU %s unexpectedly %s.%s%s%s%s Safe to retry.",
+                    qemu_describe_status(status, buf, sizeof buf),
+                    w->state == WORKER_BOOTING ? "while the guest was booting" : "during the run",
+                    tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "",
+                    console && *console ? " Console: " : "", console && *console ? console : "");
+        return 0;
+}
+
+static int on_console_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        (void) revents;
+
+        int r = console_read_fd(s == w->console_io ? &w->console : &w->qemu_stderr, fd);
+        if (r == 0 || (r < 0 && r != -EAGAIN && r != -EINTR))
+                /* EOF: QEMU is gone; its exit is handled elsewhere. */
+                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        return 0;
+}
+
+static void on_qemu_spawned(pid_t pid, void *userdata) {
+        Worker *w = userdata;
+        (void) vm_cgroup_attach(&w->cgroup, pid);
+}
+
+static int on_boot_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        (void) s;
+        (void) usec;
+
+        _cleanup_free_ char *tail = console_tail(&w->console, WORKER_CONSOLE_TAIL_MAX);
+        log_warning("The guest did not say HELLO within %" PRIu32 " ms (attempt %u of %u). Console: %s",
+                    w->config->boot_timeout_ms, w->boot_attempt, WORKER_BOOT_ATTEMPTS,
+                    tail && *tail ? tail : "(empty)");
+        worker_stop_qemu(w, 0, NULL);
+        if (w->boot_attempt < WORKER_BOOT_ATTEMPTS)
+                worker_boot(w);
+        else
+                worker_fail(w, SBX_ERR_BOOT_TIMEOUT,
+                            "The VM did not boot within %" PRIu32 " ms, %u times in a row. Last console output: %s",
+                            w->config->boot_timeout_ms, WORKER_BOOT_ATTEMPTS, tail && *tail ? tail : "(none)");
+        return 0;
+}
+
+static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        (void) s;
+        (void) usec;
+
+        log_warning("The guest did not finish within the timeout of %" PRIu32 " ms plus %u s grace; killing the VM.",
+                    w->req.timeout_ms, WORKER_TIMEOUT_GRACE_USEC / 1000000u);
+        worker_succeed(w, -1, ms_since(w->t_exec), true);
+        return 0;
+}
+
+/* Starts one boot attempt: channels, QEMU, deadline. */
+static void worker_boot(Worker *w) {
+        _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
+                                 err[2] = { -EBADF, -EBADF };
+        int r;
+
+        w->boot_attempt++;
+        /* A previous attempt's channel is closed by now; free it before reusing the struct. */
+        if (w->guest.fd >= 0 || w->guest.out)
+                framed_conn_close(&w->guest);
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to create the VM's channels: %m");
+                return;
+        }
+
+        console_init(&w->console, "console", LOG_DEBUG);
+        console_init(&w->qemu_stderr, "qemu", LOG_INFO);
+
+        r = qemu_spawn(w->qemu_argv, agent[1], console[1], err[1], on_qemu_spawned, w, &w->qemu_pid);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to start QEMU: %s", strerror(-r));
+                return;
+        }
+        w->t_spawn = now_usec(CLOCK_MONOTONIC);
+        if (w->boot_attempt == 1)
+                w->setup_ms = (w->t_spawn - w->t_request) / 1000u;
+        log_debug("Started QEMU %d (attempt %u).", (int) w->qemu_pid, w->boot_attempt);
+
+        /* QEMU holds its own ends now. */
+        agent[1] = safe_close(agent[1]);
+        console[1] = safe_close(console[1]);
+        err[1] = safe_close(err[1]);
+
+        r = sd_event_add_child(w->event, &w->qemu_exit, w->qemu_pid, WEXITED, on_qemu_exit, w);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch QEMU: %s", strerror(-r));
+                return;
+        }
+
+        r = framed_conn_open(&w->guest, w->event, "guest channel", TAKE_FD(agent[0]), SBX_GUEST_FRAME_MAX,
+                             SBX_HOST_FRAME_MAX + 4096u, on_guest_frame, on_guest_close, w);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch the guest channel: %s", strerror(-r));
+                return;
+        }
+
+        w->console_fd = TAKE_FD(console[0]);
+        w->qemu_stderr_fd = TAKE_FD(err[0]);
+        if (fd_set_nonblock(w->console_fd, 1) < 0 || fd_set_nonblock(w->qemu_stderr_fd, 1) < 0 ||
+            sd_event_add_io(w->event, &w->console_io, w->console_fd, EPOLLIN, on_console_io, w) < 0 ||
+            sd_event_add_io(w->event, &w->qemu_stderr_io, w->qemu_stderr_fd, EPOLLIN, on_console_io, w) < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch the QEMU console.");
+                return;
+        }
+
+        w->timer = sd_event_source_disable_unref(w->timer);
+        r = sd_event_add_time_relative(w->event, &w->timer, CLOCK_MONOTONIC,
+                                       (uint64_t) w->config->boot_timeout_ms * 1000u, WORKER_TIMER_ACCURACY_USEC,
+                                       on_boot_deadline, w);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to arm the boot deadline: %s", strerror(-r));
+                return;
+        }
+        (void) sd_event_source_set_description(w->timer, "boot-deadline");
+
+        w->state = WORKER_BOOTING;
+        (void) broker_send_status(&w->broker, SBX_PHASE_BOOTING, w->qemu_pid, 0);
+}
+
+static const char *worker_check_files(const SbxConfig *c) {
+        static char buf[512];
+        const char *files[][2] = {
+                { "kernel", c->kernel },
+                { "initrd", c->initrd },
+                { "rootfs", c->rootfs },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(files); i++)
+                if (access(files[i][1], R_OK) < 0) {
+                        snprintf(buf, sizeof buf, "The guest %s %s is not readable: %s", files[i][0], files[i][1],
+                                 strerror(errno));
+                        return buf;
+                }
+        return NULL;
+}
+
+/* B_RUN arrived and was valid: set up and boot. */
+static void worker_start(Worker *w) {
+        const char *problem;
+        uint32_t tsc_khz = 0;
+        int r;
+
+        w->t_request = now_usec(CLOCK_MONOTONIC);
+        log_info("Run %" PRIu64 ": %s, %zu bytes of code, timeout %" PRIu32 " ms, %" PRIu32 " MiB, %" PRIu32
+                 " vCPU(s).",
+                 w->req.run_id, sbx_language_to_string(w->req.language), w->req.code_len, w->req.timeout_ms,
+                 w->req.memory_mb, w->req.vcpus);
+
+        problem = worker_check_files(w->config);
+        if (problem) {
+                worker_fail(w, SBX_ERR_INTERNAL, "%s", problem);
+                return;
+        }
+
+        w->accel = accel_resolve(w->req.accel, w->config);
+        if (w->accel == SBX_ACCEL_TCG) {
+                r = host_tsc_khz(&tsc_khz);
+                if (r < 0)
+                        log_debug_errno(r, "Cannot tell the host's TSC frequency, the guest calibrates it: %m");
+                else
+                        log_debug("Host TSC: %" PRIu32 " kHz.", tsc_khz);
+        }
+
+        QemuOptions o = {
+                .binary = w->config->qemu,
+                .kernel = w->config->kernel,
+                .initrd = w->config->initrd,
+                .rootfs = w->config->rootfs,
+                .accel = w->accel,
+                .memory_mb = w->req.memory_mb,
+                .vcpus = w->req.vcpus,
+                .tsc_khz = tsc_khz,
+                .cmdline_extra = log_get_max_level() >= LOG_DEBUG ? "sbx.debug=1" : NULL,
+                .sandbox = true,
+        };
+        r = qemu_build_argv(&o, &w->qemu_argv);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to build the QEMU command line: %s", strerror(-r));
+                return;
+        }
+        if (log_get_max_level() >= LOG_DEBUG) {
+                _cleanup_free_ char *line = NULL;
+                size_t len = 0;
+                FILE *f = open_memstream(&line, &len);
+                if (f) {
+                        for (char **a = w->qemu_argv; *a; a++)
+                                fprintf(f, "%s%s", a == w->qemu_argv ? "" : " ", *a);
+                        if (fclose(f) == 0)
+                                log_debug("QEMU command line: %s", line);
+                }
+        }
+
+        vm_cgroup_remove_stale(w->config->cgroup_parent);
+        vm_cgroup_create(&w->cgroup, w->config->cgroup_parent, w->req.run_id, w->req.memory_mb, w->req.vcpus);
+
+        worker_boot(w);
+}
+
+/* ---- the broker ---- */
+
+static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t n, void *userdata) {
+        Worker *w = userdata;
+        const char *reason;
+        int r;
+        (void) c;
+
+        if (w->state == WORKER_DONE)
+                return 1;
+
+        if (type == SBX_B_CANCEL) {
+                log_info("The broker cancelled the run.");
+                worker_fail(w, SBX_ERR_TRANSIENT, "The run was cancelled.");
+                return 1;
+        }
+        if (type != SBX_B_RUN) {
+                worker_fail(w, SBX_ERR_INVALID, "Unexpected message type %u from the broker.", type);
+                return 1;
+        }
+        if (w->have_request) {
+                worker_fail(w, SBX_ERR_INVALID, "A worker runs exactly one SBX_B_RUN; got a second one.");
+                return 1;
+        }
+
+        r = run_request_parse(p, n, w->config, &w->req, &reason);
+        if (r == -ENOMEM) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
+                return 1;
+        }
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INVALID, "Invalid run request: %s.", reason);
+                return 1;
+        }
+        w->have_request = true;
+        worker_start(w);
+        return w->state == WORKER_DONE;
+}
+
+static void on_broker_close(FramedConn *c, int error, void *userdata) {
+        Worker *w = userdata;
+        (void) c;
+
+        if (error == -EBADMSG) {
+                worker_fail(w, SBX_ERR_INVALID, "The broker sent a malformed frame.");
+                return;
+        }
+        if (error < 0)
+                log_debug_errno(error, "Broker connection failed: %m");
+        worker_abort(w, "The broker closed the connection");
+}
+
+static int on_run_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        (void) s;
+        (void) usec;
+
+        worker_fail(w, SBX_ERR_INVALID, "No SBX_B_RUN within %u s of connecting.", WORKER_RUN_WAIT_USEC / 1000000u);
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Worker *w = userdata;
+        (void) s;
+
+        if (w->state == WORKER_DONE)
+                return 0;
+        log_info("Got SIG%s: stopping.", sigabbrev_np((int) si->ssi_signo) ?: "?");
+        /* Tell the broker if it is still listening; it may well be the one that sent the signal. */
+        worker_stop_qemu(w, 0, NULL);
+        vm_cgroup_destroy(&w->cgroup);
+        if (broker_send_error(&w->broker, SBX_ERR_TRANSIENT, "The VM worker was stopped by a signal.") >= 0)
+                (void) framed_conn_flush(&w->broker, 1000000u);
+        worker_exit_loop(w);
+        return 0;
+}
+
+int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker **ret) {
+        _cleanup_(worker_freep) Worker *w = NULL;
+        int r;
+
+        w = calloc(1, sizeof *w);
+        if (!w) {
+                safe_close(broker_fd);
+                return -ENOMEM;
+        }
+        w->event = sd_event_ref(event);
+        w->config = config;
+        w->console_fd = w->qemu_stderr_fd = -EBADF;
+        w->guest.fd = -EBADF;
+
+        r = framed_conn_open(&w->broker, event, "broker connection", broker_fd, SBX_HOST_FRAME_MAX, BROKER_OUT_MAX,
+                             on_broker_frame, on_broker_close, w);
+        if (r < 0)
+                return r;
+        r = sd_event_add_signal(event, &w->sigterm, SIGTERM, on_signal, w);
+        if (r >= 0)
+                r = sd_event_add_signal(event, &w->sigint, SIGINT, on_signal, w);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(event, &w->timer, CLOCK_MONOTONIC, WORKER_RUN_WAIT_USEC, 0,
+                                       on_run_wait_timeout, w);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(w);
+        return 0;
+}
+
+Worker *worker_free(Worker *w) {
+        if (!w)
+                return NULL;
+        /* Every exit path ends here: nothing of the VM may outlive the worker. */
+        worker_stop_qemu(w, 0, NULL);
+        vm_cgroup_destroy(&w->cgroup);
+        if (w->guest.fd >= 0 || w->guest.out)
+                framed_conn_close(&w->guest);
+        framed_conn_close(&w->broker);
+        sd_event_source_disable_unref(w->timer);
+        sd_event_source_disable_unref(w->sigterm);
+        sd_event_source_disable_unref(w->sigint);
+        strv_free(w->qemu_argv);
+        run_request_done(&w->req);
+        sd_event_unref(w->event);
+        free(w);
+        return NULL;
+}

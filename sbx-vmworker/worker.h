@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* One run, one VM: the worker's state machine.
+ *
+ *   WAITING_RUN --B_RUN--> BOOTING --G_HELLO/H_EXEC--> RUNNING --G_EXIT--> DONE
+ *                            |  boot deadline: kill, boot again once, then BOOT_TIMEOUT
+ *                            any failure, cancel, EOF from the broker --> DONE
+ *
+ * DONE means: QEMU killed and reaped, cgroups removed, exactly one
+ * SBX_W_RESULT or SBX_W_ERROR sent (unless the broker is gone), event loop
+ * exits. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "console.h"
+#include "framed-conn.h"
+#include "run-request.h"
+
+/* How long the broker has to send SBX_B_RUN after connecting. */
+#define WORKER_RUN_WAIT_USEC (30u * 1000000u)
+/* The host deadline is the code timeout plus this (the guest enforces the timeout itself). */
+#define WORKER_TIMEOUT_GRACE_USEC (3u * 1000000u)
+#define WORKER_BOOT_ATTEMPTS 2u
+
+typedef enum WorkerState {
+        WORKER_WAITING_RUN,
+        WORKER_BOOTING,
+        WORKER_RUNNING,
+        WORKER_DONE,
+} WorkerState;
+
+typedef struct Worker {
+        sd_event *event;
+        const SbxConfig *config;
+        WorkerState state;
+        FramedConn broker;
+        sd_event_source *sigterm, *sigint;
+        sd_event_source *timer; /* B_RUN wait, boot deadline, or host execution deadline */
+
+        RunRequest req;
+        bool have_request;
+        SbxAccel accel;
+        VmCgroup cgroup;
+        char **qemu_argv;
+
+        /* The current QEMU and its channels. */
+        unsigned boot_attempt;
+        pid_t qemu_pid;
+        sd_event_source *qemu_exit;
+        FramedConn guest;
+        int console_fd, qemu_stderr_fd;
+        sd_event_source *console_io, *qemu_stderr_io;
+        Console console, qemu_stderr;
+
+        uint64_t t_request, t_spawn, t_exec; /* CLOCK_MONOTONIC µs */
+        uint64_t setup_ms, boot_ms;
+        uint64_t stdout_sent, stderr_sent;
+        bool stdout_truncated, stderr_truncated;
+} Worker;
+
+/* Takes broker_fd, the connected socket from the broker. */
+int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker **ret);
+/* Kills QEMU and removes the cgroups if still there. */
+Worker *worker_free(Worker *w);
+static inline void worker_freep(Worker **w) {
+        worker_free(*w);
+}
