@@ -42,15 +42,39 @@ static void broker_derive_limits(Broker *b) {
         }
 }
 
+/* A worker killed by a signal could not remove its VM's cgroups; a short-lived
+ * worker in --remove-stale mode does it (it is reaped like any worker). */
+static void broker_remove_stale_cgroups(Broker *b) {
+        pid_t pid = fork();
+        if (pid == 0) {
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                if (b->config_path)
+                        setenv("SBX_CONFIG", b->config_path, 1);
+                execl(b->config.worker_path, b->config.worker_path, "--remove-stale", (char *) NULL);
+                _exit(127);
+        }
+        if (pid < 0)
+                log_warning_errno(errno, "Failed to start the stale cgroup cleanup: %m");
+}
+
 /* Workers are our only children after start-up: reap whatever exited. */
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Broker *b = userdata;
+        bool killed = false;
         int status;
         pid_t pid;
         (void) s;
         (void) si;
-        (void) userdata;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
                 log_debug("Worker %d exited (status 0x%x).", (int) pid, status);
+                if (WIFSIGNALED(status))
+                        killed = true;
+        }
+        if (killed && !b->config.worker_socket)
+                broker_remove_stale_cgroups(b);
         return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "cgroup.h"
 #include "config.h"
 #include "fdio.h"
 #include "log.h"
@@ -29,12 +30,13 @@ static void config_donep(SbxConfig *c) {
 }
 
 static void help(void) {
-        printf("Usage: sbx-vmworker [--probe-accel]\n"
+        printf("Usage: sbx-vmworker [--probe-accel | --remove-stale]\n"
                "\n"
                "Runs one sandboxed execution in a QEMU microVM for sbx-broker, which hands\n"
                "over a connected socket as fd 3 (LISTEN_FDS=1).\n"
                "\n"
                "  --probe-accel  Print the accelerator that boots a guest here (kvm or tcg)\n"
+               "  --remove-stale Remove VM cgroups left by workers that were killed\n"
                "  -h --help      Show this help\n"
                "     --version   Show the version\n"
                "\n"
@@ -141,10 +143,11 @@ int main(int argc, char *argv[]) {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { "probe-accel", no_argument, NULL, 'P' },
+                { "remove-stale", no_argument, NULL, 'R' },
                 {},
         };
         _cleanup_(config_donep) SbxConfig config = {};
-        bool probe = false;
+        bool probe = false, remove_stale = false;
         static char ident[64];
         int c, r;
 
@@ -163,6 +166,9 @@ int main(int argc, char *argv[]) {
                 case 'P':
                         probe = true;
                         break;
+                case 'R':
+                        remove_stale = true;
+                        break;
                 default:
                         return 64;
                 }
@@ -180,5 +186,10 @@ int main(int argc, char *argv[]) {
 
         if (probe)
                 return run_probe(&config);
+        if (remove_stale) {
+                /* Run by the broker after a worker died by a signal and could not clean up. */
+                vm_cgroup_remove_stale(config.cgroup_parent);
+                return 0;
+        }
         return run_worker(&config);
 }
