@@ -74,7 +74,7 @@ int guest_parse_output(const uint8_t *p, size_t n, GuestOutput *ret, const char 
         sbx_tlv_iter_init(&it, p, n);
         while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
                 if (tag == SBX_T_STREAM) {
-                        uint8_t s;
+                        uint8_t s = 0;
                         r = tag_once(&have_stream, ret_reason);
                         if (r >= 0)
                                 r = sbx_tlv_u8(v, len, &s);
@@ -126,7 +126,7 @@ int guest_parse_exit(const uint8_t *p, size_t n, GuestExit *ret, const char **re
                         if (r >= 0)
                                 r = sbx_tlv_u64(v, len, &e.exec_ms);
                 } else if (tag == SBX_T_TIMED_OUT) {
-                        uint8_t t;
+                        uint8_t t = 0;
                         r = tag_once(&have_timed_out, ret_reason);
                         if (r >= 0)
                                 r = sbx_tlv_u8(v, len, &t);

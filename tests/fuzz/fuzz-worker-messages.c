@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The worker's message parsers: the guest's HELLO, OUTPUT, EXIT and ERROR
+ * payloads (hostile bytes) and the broker's B_RUN. The first input byte picks
+ * the parser; the rest is the payload. */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "guest-channel.h"
+#include "run-request.h"
+
+#define FUZZ_CHECK(x)                       \
+        do {                                \
+                if (!(x))                   \
+                        __builtin_trap();   \
+        } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        const char *reason = NULL;
+        int r;
+
+        if (size < 1)
+                return 0;
+        const uint8_t *p = data + 1;
+        size_t n = size - 1;
+
+        switch (data[0] % 5) {
+        case 0: {
+                GuestHello h;
+                r = guest_parse_hello(p, n, &h, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                break;
+        }
+        case 1: {
+                GuestOutput o;
+                r = guest_parse_output(p, n, &o, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                break;
+        }
+        case 2: {
+                GuestExit e;
+                r = guest_parse_exit(p, n, &e, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                break;
+        }
+        case 3: {
+                char *msg = NULL;
+                r = guest_parse_error(p, n, &msg, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                free(msg);
+                break;
+        }
+        case 4: {
+                SbxConfig config = { .default_memory_mb = 256, .vcpus = 1, .accel = SBX_ACCEL_TCG };
+                RunRequest req = {};
+                r = run_request_parse(p, n, &config, &req, &reason);
+                FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
+                if (r >= 0) {
+                        FUZZ_CHECK(req.code && req.code_len <= SBX_CODE_MAX);
+                        FUZZ_CHECK(req.n_env <= SBX_ENV_COUNT_MAX);
+                        FUZZ_CHECK(req.vcpus >= 1 && req.vcpus <= RUN_VCPUS_MAX);
+                }
+                run_request_done(&req);
+                break;
+        }
+        }
+        return 0;
+}
