@@ -36,9 +36,71 @@ void sbx_frame_reader_init(SbxFrameReader *r, size_t max_payload) {
         *r = (SbxFrameReader) { .max_payload = max_payload };
 }
 
+static int reader_reserve(SbxFrameReader *r, size_t n);
+
 void sbx_frame_reader_done(SbxFrameReader *r) {
         free(r->buf);
+        for (size_t i = 0; i < r->n_fds; i++)
+                safe_close(r->fds[i]);
         *r = (SbxFrameReader) {};
+}
+
+int sbx_frame_reader_take_fd(SbxFrameReader *r) {
+        if (r->n_fds == 0)
+                return -EBADF;
+        int fd = r->fds[0];
+        memmove(r->fds, r->fds + 1, (r->n_fds - 1) * sizeof(int));
+        r->n_fds--;
+        return fd;
+}
+
+int sbx_frame_reader_fill_with_fds(SbxFrameReader *r, int fd) {
+        size_t chunk = 64 * 1024;
+        union {
+                struct cmsghdr h;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * SBX_FRAME_READER_FDS_MAX)];
+        } control;
+        struct iovec iov;
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof control,
+        };
+        int k;
+
+        if (r->broken)
+                return -EBADMSG;
+        k = reader_reserve(r, chunk);
+        if (k < 0)
+                return k;
+        iov = (struct iovec) { .iov_base = r->buf + r->end, .iov_len = chunk };
+        ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return -errno;
+        int overflow = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t nf = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int *fds = (int *) CMSG_DATA(c);
+                for (size_t i = 0; i < nf; i++) {
+                        if (r->n_fds < SBX_FRAME_READER_FDS_MAX)
+                                r->fds[r->n_fds++] = fds[i];
+                        else {
+                                safe_close(fds[i]);
+                                overflow = 1;
+                        }
+                }
+        }
+        if (mh.msg_flags & MSG_CTRUNC)
+                overflow = 1;
+        r->end += (size_t) n;
+        if (overflow) {
+                r->broken = true;
+                return -EMFILE;
+        }
+        return (int) n;
 }
 
 /* Makes room for n more bytes, compacting consumed bytes first. */
@@ -205,6 +267,46 @@ int sbx_msg_send(SbxMsg *m, int fd) {
         if (r < 0)
                 return r;
         return loop_write(fd, m->data, m->len);
+}
+
+int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd) {
+        union {
+                struct cmsghdr h;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov;
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof control,
+        };
+        int r = sbx_msg_finish(m);
+        if (r < 0)
+                return r;
+
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+
+        /* The fd rides on the first byte; the rest goes out as a plain write. */
+        iov = (struct iovec) { .iov_base = m->data, .iov_len = 1 };
+        for (;;) {
+                ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+                if (n >= 0)
+                        break;
+                if (errno == EINTR)
+                        continue;
+                if (errno == EAGAIN) {
+                        struct pollfd p = { .fd = sock, .events = POLLOUT };
+                        (void) poll(&p, 1, -1);
+                        continue;
+                }
+                return -errno;
+        }
+        return loop_write(sock, m->data + 1, m->len - 1);
 }
 
 void sbx_tlv_iter_init(SbxTlvIter *it, const uint8_t *payload, size_t len) {

@@ -24,11 +24,16 @@
 #define SBX_FRAME_HEADER_SIZE 12u
 #define SBX_TLV_HEADER_SIZE 6u
 
+#define SBX_FRAME_READER_FDS_MAX 4u
+
 typedef struct SbxFrameReader {
         uint8_t *buf;
         size_t start, end, alloc;
         size_t max_payload;
         bool broken;
+        /* fds received with SCM_RIGHTS by sbx_frame_reader_fill_with_fds(), oldest first */
+        int fds[SBX_FRAME_READER_FDS_MAX];
+        size_t n_fds;
 } SbxFrameReader;
 
 void sbx_frame_reader_init(SbxFrameReader *r, size_t max_payload);
@@ -37,6 +42,11 @@ void sbx_frame_reader_done(SbxFrameReader *r);
 int sbx_frame_reader_feed(SbxFrameReader *r, const void *data, size_t n);
 /* One read(2) into the buffer. Returns bytes read (>0), 0 on EOF, -EAGAIN, or -errno. */
 int sbx_frame_reader_fill(SbxFrameReader *r, int fd);
+/* Like fill, but with recvmsg(): fds passed along (SCM_RIGHTS) are queued in the
+ * reader. More than SBX_FRAME_READER_FDS_MAX pending fds is -EMFILE. */
+int sbx_frame_reader_fill_with_fds(SbxFrameReader *r, int fd);
+/* The oldest received fd (the caller owns it), or -EBADF if there is none. */
+int sbx_frame_reader_take_fd(SbxFrameReader *r);
 /* 1: a frame is returned (payload valid until the next call on r); 0: need more bytes; -EBADMSG. */
 int sbx_frame_reader_next(SbxFrameReader *r, uint8_t *ret_type, const uint8_t **ret_payload, size_t *ret_len);
 
@@ -59,6 +69,8 @@ int sbx_msg_finish(SbxMsg *m);
 void sbx_msg_done(SbxMsg *m);
 /* finish + write the whole frame to fd (blocking, waits on EAGAIN, no SIGPIPE). */
 int sbx_msg_send(SbxMsg *m, int fd);
+/* The same over a socket, with pass_fd attached (SCM_RIGHTS) to the frame's first byte. */
+int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd);
 
 typedef struct SbxTlvIter {
         const uint8_t *p;

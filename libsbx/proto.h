@@ -62,13 +62,23 @@ typedef enum SbxMsgType {
         /* broker -> worker */
         SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
         SBX_B_CANCEL = 129, /* stop the VM now */
+        /* sessions: one VM, many requests, one at a time (see docs/protocols.md) */
+        SBX_B_SESSION_OPEN = 130, /* RUN_ID, LANGUAGE, MEMORY_MB, VCPUS, ACCEL, ENV* -> W_SESSION_READY */
+        SBX_B_EXEC = 131,         /* RUN_ID (exec id), CODE, TIMEOUT_MS, ENV* -> W_OUTPUT*, W_RESULT */
+        SBX_B_FILE_WRITE = 132,   /* PATH, MODE + one fd to read the content from -> W_FILE_RESULT */
+        SBX_B_FILE_READ = 133,    /* PATH + one fd to write the content into -> W_FILE_RESULT */
+        SBX_B_LIST = 134,         /* PATH -> W_LIST_ENTRY*, W_FILE_RESULT */
+        SBX_B_CLOSE = 135,        /* stop the VM and exit (EOF means the same) */
 
         /* worker -> broker */
         SBX_W_STATUS = 160, /* PHASE, QEMU_PID, BOOT_MS */
         SBX_W_OUTPUT = 161, /* STREAM, DATA */
         SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, BOOT_MS, SETUP_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED,
                                TIMED_OUT, STDOUT_TRUNC, STDERR_TRUNC, ACCEL, MESSAGE (timeout reason) */
-        SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE */
+        SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE; in a session: the VM is gone */
+        SBX_W_SESSION_READY = 164, /* BOOT_MS, SETUP_MS, ACCEL, QEMU_PID */
+        SBX_W_FILE_RESULT = 165,   /* FILE_STATUS, SIZE, MESSAGE */
+        SBX_W_LIST_ENTRY = 166,    /* NAME, IS_DIR, SIZE */
 } SbxMsgType;
 
 typedef enum SbxTag {
