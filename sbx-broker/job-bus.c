@@ -10,7 +10,6 @@
 #include "job.h"
 #include "log.h"
 #include "macro.h"
-#include "utf8.h"
 #include "validate.h"
 
 static Job *job_from_path(Broker *b, const char *path) {
@@ -193,17 +192,6 @@ static int append_u64(sd_bus_message *m, const char *key, uint64_t v) {
         return sd_bus_message_append(m, "{sv}", key, "t", v);
 }
 
-static int append_bool(sd_bus_message *m, const char *key, bool v) {
-        return sd_bus_message_append(m, "{sv}", key, "b", (int) v);
-}
-
-static int append_output(sd_bus_message *m, const char *key, const OutputCapture *c) {
-        _cleanup_free_ char *s = utf8_sanitize(c->data ?: "", c->len);
-        if (!s)
-                return -ENOMEM;
-        return append_str(m, key, s);
-}
-
 #define MS(usec) ((usec) / 1000u)
 
 int job_append_result(Job *j, sd_bus_message *m) {
@@ -219,21 +207,8 @@ int job_append_result(Job *j, sd_bus_message *m) {
                     (r = append_str(m, "error_message", j->error_message ?: "")) < 0)
                         return r;
         } else {
-                if ((r = append_output(m, "stdout", &j->out)) < 0 || (r = append_output(m, "stderr", &j->err)) < 0 ||
-                    (r = sd_bus_message_append(m, "{sv}", "exit_code", "i", j->exit_code)) < 0 ||
-                    (r = append_bool(m, "stdout_truncated", j->out.truncated)) < 0 ||
-                    (r = append_bool(m, "stderr_truncated", j->err.truncated)) < 0 ||
-                    (r = append_bool(m, "timed_out", j->timed_out)) < 0 ||
-                    (r = append_u64(m, "execution_time_ms", j->exec_ms)) < 0 ||
-                    (r = append_u64(m, "timing_setup_ms", j->setup_ms)) < 0 ||
-                    (r = append_u64(m, "timing_boot_ms", j->boot_ms)) < 0 ||
-                    (r = append_u64(m, "timing_execute_ms", j->exec_ms)) < 0 ||
-                    (r = append_u64(m, "external_cpu_time_ms", j->cpu_ms)) < 0 ||
-                    (r = append_u64(m, "external_memory_peak_mb", j->mem_peak_mb)) < 0 ||
-                    (r = append_u64(m, "external_cpu_nr_throttled", j->cpu_throttled)) < 0 ||
-                    (r = append_str(m, "accel", j->accel_used ?: sbx_accel_to_string(j->broker->accel))) < 0 ||
-                    (r = append_bool(m, "warm_pool_hit", false)) < 0 ||
-                    (r = append_str(m, "snapshot_tier", "cold")) < 0)
+                r = run_result_append(m, &j->result, &j->out, &j->err, sbx_accel_to_string(j->broker->accel));
+                if (r < 0)
                         return r;
         }
         if ((r = append_u64(m, "timing_total_ms", MS(total))) < 0 ||

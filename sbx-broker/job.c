@@ -7,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +17,7 @@
 #include "macro.h"
 #include "proto.h"
 #include "validate.h"
+#include "worker-spawn.h"
 
 /* How long finished output may take to reach a slow caller fd before the rest is dropped. */
 #define JOB_DRAIN_TIMEOUT_USEC (10u * 1000000u)
@@ -149,12 +147,8 @@ static void job_try_complete(Job *j) {
         }
 
         /* The result went out; keep only the small parts while the object lingers. */
-        j->out.sink = fdsink_free(j->out.sink);
-        j->err.sink = fdsink_free(j->err.sink);
-        free(j->out.data);
-        free(j->err.data);
-        j->out.data = j->err.data = NULL;
-        j->out.len = j->err.len = 0;
+        output_capture_done(&j->out);
+        output_capture_done(&j->err);
         request_done(&j->req);
 
         r = job_arm_timer(j, (uint64_t) b->config.job_linger_s * 1000000u, on_linger_done);
@@ -168,119 +162,25 @@ static void on_sink_drained(void *userdata) {
                 job_try_complete(j);
 }
 
-/* Stores or forwards one chunk, enforcing the per-stream cap. */
+/* Stores or forwards one chunk under the per-stream cap, and signals what was kept. */
 static int capture_append(Job *j, SbxStream stream, const uint8_t *data, size_t n) {
         OutputCapture *c = stream == SBX_STREAM_STDOUT ? &j->out : &j->err;
-        size_t room = c->total >= c->cap ? 0 : c->cap - (size_t) c->total;
-        size_t take = MIN(room, n);
-        int r;
-
-        c->total += n;
-        if (take < n)
-                c->truncated = true;
-        if (take == 0)
-                return 0;
-
-        if (c->sink) {
-                r = fdsink_write(c->sink, data, take);
-                if (r < 0)
-                        return r;
-        } else {
-                char *d = realloc(c->data, c->len + take);
-                if (!d)
-                        return -ENOMEM;
-                c->data = d;
-                memcpy(c->data + c->len, data, take);
-                c->len += take;
-        }
-        if (j->emit_signals)
-                (void) job_emit_output(j, stream, data, take);
-        return 0;
+        size_t taken;
+        int r = output_capture_append(c, data, n, &taken);
+        if (r >= 0 && taken > 0 && j->emit_signals)
+                (void) job_emit_output(j, stream, data, taken);
+        return r;
 }
 
 static int handle_result(Job *j, const uint8_t *p, size_t n) {
-        SbxTlvIter it;
-        uint16_t tag;
-        const uint8_t *v;
-        uint32_t len;
-        uint8_t flag;
-        int r;
-
-        j->exit_code = -1;
-        sbx_tlv_iter_init(&it, p, n);
-        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                switch (tag) {
-                case SBX_T_EXIT_CODE:
-                        r = sbx_tlv_i32(v, len, &j->exit_code);
-                        break;
-                case SBX_T_EXEC_MS:
-                        r = sbx_tlv_u64(v, len, &j->exec_ms);
-                        break;
-                case SBX_T_BOOT_MS:
-                        r = sbx_tlv_u64(v, len, &j->boot_ms);
-                        break;
-                case SBX_T_SETUP_MS:
-                        r = sbx_tlv_u64(v, len, &j->setup_ms);
-                        break;
-                case SBX_T_CPU_MS:
-                        r = sbx_tlv_u64(v, len, &j->cpu_ms);
-                        break;
-                case SBX_T_MEM_PEAK_MB:
-                        r = sbx_tlv_u64(v, len, &j->mem_peak_mb);
-                        break;
-                case SBX_T_CPU_THROTTLED:
-                        r = sbx_tlv_u64(v, len, &j->cpu_throttled);
-                        break;
-                case SBX_T_TIMED_OUT:
-                        r = sbx_tlv_u8(v, len, &flag);
-                        j->timed_out = flag;
-                        break;
-                case SBX_T_STDOUT_TRUNC:
-                        r = sbx_tlv_u8(v, len, &flag);
-                        j->out.truncated = j->out.truncated || flag;
-                        break;
-                case SBX_T_STDERR_TRUNC:
-                        r = sbx_tlv_u8(v, len, &flag);
-                        j->err.truncated = j->err.truncated || flag;
-                        break;
-                case SBX_T_ACCEL:
-                        free(j->accel_used);
-                        j->accel_used = NULL;
-                        r = sbx_tlv_str(v, len, 16, &j->accel_used);
-                        break;
-                case SBX_T_MESSAGE:
-                        free(j->message);
-                        j->message = NULL;
-                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &j->message);
-                        break;
-                default:
-                        break;
-                }
-                if (r < 0)
-                        return r;
-        }
+        int r = run_result_parse(&j->result, p, n);
         if (r < 0)
                 return r;
-
-        if (j->timed_out) {
-                char line[256];
-                snprintf(line, sizeof line, "\nsbx: %s; the VM was destroyed.\n",
-                         j->message ?: "execution timed out");
-                /* The reason always fits: it does not count against the stderr cap. */
-                OutputCapture *c = &j->err;
-                if (c->sink)
-                        (void) fdsink_write(c->sink, line, strlen(line));
-                else {
-                        char *d = realloc(c->data, c->len + strlen(line));
-                        if (d) {
-                                c->data = d;
-                                memcpy(c->data + c->len, line, strlen(line));
-                                c->len += strlen(line);
-                        }
-                }
+        if (j->result.timed_out) {
+                char line[SBX_MESSAGE_MAX + 64];
+                run_result_note_timeout(&j->result, &j->err, line, sizeof line);
                 if (j->emit_signals)
                         (void) job_emit_output(j, SBX_STREAM_STDERR, line, strlen(line));
-                j->exit_code = -1;
         }
         j->have_result = true;
         return 0;
@@ -335,7 +235,7 @@ static int handle_worker_frame(Job *j, uint8_t type, const uint8_t *p, size_t n)
                 if (r < 0)
                         return r;
                 log_debug("Job %" PRIu64 " finished: exit %d, boot %" PRIu64 " ms, exec %" PRIu64 " ms", j->id,
-                          j->exit_code, j->boot_ms, j->exec_ms);
+                          j->result.exit_code, j->result.boot_ms, j->result.exec_ms);
                 job_release_worker(j, false);
                 job_try_complete(j);
                 return 0;
@@ -399,62 +299,6 @@ static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *user
         }
 }
 
-static int spawn_worker(Job *j, int *ret_fd) {
-        Broker *b = j->broker;
-        int sv[2];
-        pid_t pid;
-        int r;
-
-        if (b->config.worker_socket) {
-                /* systemd mode: sbx-vmworker.socket (Accept=yes) spawns one worker per connection. */
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
-                if (strlen(b->config.worker_socket) >= sizeof sa.sun_path)
-                        return -ENAMETOOLONG;
-                strcpy(sa.sun_path, b->config.worker_socket);
-                _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        return -errno;
-                if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-                        return log_error_errno(errno, "Failed to connect to %s: %m", b->config.worker_socket);
-                *ret_fd = TAKE_FD(fd);
-                return 0;
-        }
-
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-                return -errno;
-        pid = fork();
-        if (pid < 0) {
-                r = -errno;
-                close(sv[0]);
-                close(sv[1]);
-                return r;
-        }
-        if (pid == 0) {
-                char buf[32];
-                sigset_t none;
-
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                signal(SIGPIPE, SIG_DFL);
-                if (fd_move_to(sv[1], 3) < 0)
-                        _exit(127);
-                snprintf(buf, sizeof buf, "%d", (int) getpid());
-                setenv("LISTEN_PID", buf, 1);
-                setenv("LISTEN_FDS", "1", 1);
-                setenv("LISTEN_FDNAMES", "connection", 1);
-                if (b->config_path)
-                        setenv("SBX_CONFIG", b->config_path, 1);
-                execl(b->config.worker_path, b->config.worker_path, (char *) NULL);
-                fprintf(stderr, "sbx-broker: failed to execute %s: %m\n", b->config.worker_path);
-                _exit(127);
-        }
-        close(sv[1]);
-
-        j->worker_pid = pid;
-        *ret_fd = sv[0];
-        return 0;
-}
-
 static int job_send_run(Job *j) {
         Broker *b = j->broker;
         SbxMsg m;
@@ -486,7 +330,7 @@ int job_start(Job *j) {
         j->t_started = now_usec(CLOCK_MONOTONIC);
         job_set_state(j, JOB_BOOTING);
 
-        r = spawn_worker(j, &fd);
+        r = broker_spawn_worker(b, &fd, &j->worker_pid);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
                 return r;
@@ -550,8 +394,8 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         j->owner_uid = uid;
         j->req = *req;
         request_init(req, 0); /* taken over */
-        j->out.cap = SBX_STDOUT_MAX;
-        j->err.cap = SBX_STDERR_MAX;
+        output_capture_init(&j->out, SBX_STDOUT_MAX);
+        output_capture_init(&j->err, SBX_STDERR_MAX);
         j->t_created = now_usec(CLOCK_MONOTONIC);
         j->state = JOB_QUEUED;
         j->owner = strdup(sd_bus_message_get_sender(call) ?: "");
@@ -647,14 +491,11 @@ Job *job_free(Job *j) {
         j->timer = sd_event_source_disable_unref(j->timer);
         j->track = sd_bus_track_unref(j->track);
         j->reply_to = sd_bus_message_unref(j->reply_to);
-        fdsink_free(j->out.sink);
-        fdsink_free(j->err.sink);
-        free(j->out.data);
-        free(j->err.data);
+        output_capture_done(&j->out);
+        output_capture_done(&j->err);
         request_done(&j->req);
+        run_result_done(&j->result);
         free(j->owner);
-        free(j->accel_used);
-        free(j->message);
         free(j->error_message);
 
         if (j->prev)

@@ -10,7 +10,9 @@
 #include "broker.h"
 #include "fdsink.h"
 #include "frame.h"
+#include "output.h"
 #include "request.h"
+#include "result.h"
 
 typedef enum JobState {
         JOB_QUEUED,
@@ -21,15 +23,6 @@ typedef enum JobState {
         JOB_CANCELLED,
         _JOB_STATE_MAX,
 } JobState;
-
-typedef struct OutputCapture {
-        char *data;
-        size_t len;
-        uint64_t total; /* bytes seen, including what was cut */
-        size_t cap;
-        bool truncated;
-        FdSink *sink; /* set when the caller passed an fd for this stream */
-} OutputCapture;
 
 struct Job {
         Broker *broker;
@@ -56,11 +49,7 @@ struct Job {
         OutputCapture out, err;
 
         bool have_result, completed;
-        int32_t exit_code;
-        bool timed_out;
-        uint64_t exec_ms, boot_ms, setup_ms, cpu_ms, mem_peak_mb, cpu_throttled;
-        char *accel_used;
-        char *message;
+        RunResult result;
         const char *error_name;
         char *error_message;
 

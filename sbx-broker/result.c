@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "macro.h"
+#include "proto.h"
+#include "result.h"
+
+void run_result_done(RunResult *r) {
+        free(r->accel);
+        free(r->message);
+        *r = (RunResult) {};
+}
+
+static int parse_flag(const uint8_t *v, uint32_t len, bool *ret) {
+        uint8_t f;
+        int r = sbx_tlv_u8(v, len, &f);
+        if (r >= 0)
+                *ret = f != 0;
+        return r;
+}
+
+static int parse_str(const uint8_t *v, uint32_t len, size_t max, char **field) {
+        free(*field);
+        *field = NULL;
+        return sbx_tlv_str(v, len, max, field);
+}
+
+int run_result_parse(RunResult *res, const uint8_t *p, size_t n) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        int r;
+
+        res->exit_code = -1;
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                switch (tag) {
+                case SBX_T_EXIT_CODE:
+                        r = sbx_tlv_i32(v, len, &res->exit_code);
+                        break;
+                case SBX_T_EXEC_MS:
+                        r = sbx_tlv_u64(v, len, &res->exec_ms);
+                        break;
+                case SBX_T_BOOT_MS:
+                        r = sbx_tlv_u64(v, len, &res->boot_ms);
+                        break;
+                case SBX_T_SETUP_MS:
+                        r = sbx_tlv_u64(v, len, &res->setup_ms);
+                        break;
+                case SBX_T_CPU_MS:
+                        r = sbx_tlv_u64(v, len, &res->cpu_ms);
+                        break;
+                case SBX_T_MEM_PEAK_MB:
+                        r = sbx_tlv_u64(v, len, &res->mem_peak_mb);
+                        break;
+                case SBX_T_CPU_THROTTLED:
+                        r = sbx_tlv_u64(v, len, &res->cpu_throttled);
+                        break;
+                case SBX_T_TIMED_OUT:
+                        r = parse_flag(v, len, &res->timed_out);
+                        break;
+                case SBX_T_STATE_RESET:
+                        r = parse_flag(v, len, &res->state_reset);
+                        break;
+                case SBX_T_STDOUT_TRUNC:
+                        r = parse_flag(v, len, &res->stdout_truncated);
+                        break;
+                case SBX_T_STDERR_TRUNC:
+                        r = parse_flag(v, len, &res->stderr_truncated);
+                        break;
+                case SBX_T_ACCEL:
+                        r = parse_str(v, len, 16, &res->accel);
+                        break;
+                case SBX_T_MESSAGE:
+                        r = parse_str(v, len, SBX_MESSAGE_MAX, &res->message);
+                        break;
+                default:
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        if (res->timed_out)
+                res->exit_code = -1;
+        return 0;
+}
+
+void run_result_note_timeout(const RunResult *r, OutputCapture *err, char *buf, size_t size) {
+        snprintf(buf, size, "\nsbx: %s.\n", r->message ?: "execution timed out");
+        output_capture_note(err, buf);
+}
+
+static int append_u64(sd_bus_message *m, const char *key, uint64_t v) {
+        return sd_bus_message_append(m, "{sv}", key, "t", v);
+}
+
+static int append_bool(sd_bus_message *m, const char *key, bool v) {
+        return sd_bus_message_append(m, "{sv}", key, "b", (int) v);
+}
+
+int run_result_append(sd_bus_message *m, const RunResult *res, const OutputCapture *out, const OutputCapture *err,
+                      const char *accel_default) {
+        int r;
+
+        if ((r = output_capture_append_to(m, "stdout", out)) < 0 ||
+            (r = output_capture_append_to(m, "stderr", err)) < 0 ||
+            (r = sd_bus_message_append(m, "{sv}", "exit_code", "i", res->exit_code)) < 0 ||
+            (r = append_bool(m, "stdout_truncated", res->stdout_truncated || out->truncated)) < 0 ||
+            (r = append_bool(m, "stderr_truncated", res->stderr_truncated || err->truncated)) < 0 ||
+            (r = append_bool(m, "timed_out", res->timed_out)) < 0 ||
+            (r = append_bool(m, "state_reset", res->state_reset)) < 0 ||
+            (r = append_u64(m, "execution_time_ms", res->exec_ms)) < 0 ||
+            (r = append_u64(m, "timing_setup_ms", res->setup_ms)) < 0 ||
+            (r = append_u64(m, "timing_boot_ms", res->boot_ms)) < 0 ||
+            (r = append_u64(m, "timing_execute_ms", res->exec_ms)) < 0 ||
+            (r = append_u64(m, "external_cpu_time_ms", res->cpu_ms)) < 0 ||
+            (r = append_u64(m, "external_memory_peak_mb", res->mem_peak_mb)) < 0 ||
+            (r = append_u64(m, "external_cpu_nr_throttled", res->cpu_throttled)) < 0 ||
+            (r = sd_bus_message_append(m, "{sv}", "accel", "s", res->accel ?: accel_default)) < 0 ||
+            (r = append_bool(m, "warm_pool_hit", false)) < 0 ||
+            (r = sd_bus_message_append(m, "{sv}", "snapshot_tier", "s", "cold")) < 0)
+                return r;
+        return 0;
+}

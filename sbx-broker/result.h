@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* What a worker's W_RESULT says about one execution, and its rendering into
+ * the result dictionary shared by Run, Finished and Session1.Exec. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+
+#include "output.h"
+
+typedef struct RunResult {
+        int32_t exit_code;
+        bool timed_out, state_reset;
+        bool stdout_truncated, stderr_truncated;
+        uint64_t exec_ms, boot_ms, setup_ms, cpu_ms, mem_peak_mb, cpu_throttled;
+        char *accel;
+        char *message;
+} RunResult;
+
+void run_result_done(RunResult *r);
+int run_result_parse(RunResult *r, const uint8_t *payload, size_t n);
+/* The timeout reason goes into stderr; the VM is gone by then (one-shot) or its interpreter restarted (session). */
+void run_result_note_timeout(const RunResult *r, OutputCapture *err, char *buf, size_t size);
+/* Appends the result keys (not the dictionary's open/close). */
+int run_result_append(sd_bus_message *m, const RunResult *r, const OutputCapture *out, const OutputCapture *err,
+                      const char *accel_default);
