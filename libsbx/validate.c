@@ -86,3 +86,42 @@ int sbx_validate_env_value(const char *value, const char **ret_reason) {
         }
         return 0;
 }
+
+int sbx_validate_path(const char *path, bool allow_empty, const char **ret_reason) {
+        size_t n = strlen(path), component = 0;
+
+        if (n == 0) {
+                if (allow_empty)
+                        return 0;
+                *ret_reason = "the path is empty";
+                return -EINVAL;
+        }
+        if (n > SBX_PATH_MAX) {
+                *ret_reason = "the path is longer than 4096 bytes";
+                return -ENAMETOOLONG;
+        }
+        if (path[0] == '/') {
+                *ret_reason = "the path is absolute; paths are relative to the sandbox home";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i <= n; i++) {
+                unsigned char c = (unsigned char) path[i];
+                if (c == '/' || c == 0) {
+                        if (component == 2 && path[i - 1] == '.' && path[i - 2] == '.') {
+                                *ret_reason = "the path contains a '..' component";
+                                return -EINVAL;
+                        }
+                        component = 0;
+                        continue;
+                }
+                if (c < 0x20 || c == 0x7f) {
+                        *ret_reason = "the path contains a control character";
+                        return -EINVAL;
+                }
+                if (++component > SBX_PATH_COMPONENT_MAX) {
+                        *ret_reason = "a path component is longer than 255 bytes";
+                        return -ENAMETOOLONG;
+                }
+        }
+        return 0;
+}

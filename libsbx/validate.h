@@ -5,6 +5,7 @@
  * errno with a human-readable reason in *ret_reason (static storage). The
  * broker maps failures to typed D-Bus errors. */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proto.h"
@@ -18,3 +19,10 @@ int sbx_validate_code(const char *code, size_t len, const char **ret_reason);
 int sbx_validate_env_name(const char *name, const char **ret_reason);
 /* <= SBX_ENV_VALUE_MAX, no control characters except tab. */
 int sbx_validate_env_value(const char *value, const char **ret_reason);
+
+/* A sandbox file path, relative to the guest home: not absolute, no ".."
+ * component, at most SBX_PATH_MAX bytes and SBX_PATH_COMPONENT_MAX per
+ * component, no control characters. Empty means the home itself and is
+ * accepted only with allow_empty. The guest checks again, and resolves
+ * symlinks beneath home only. */
+int sbx_validate_path(const char *path, bool allow_empty, const char **ret_reason);

@@ -17,7 +17,7 @@ static int read_request_into_job(Broker *b, sd_bus_message *m, Job **ret, sd_bus
         int r;
 
         request_init(&req, b->config.default_memory_mb);
-        r = request_read(m, &req, b->max_memory_mb, error);
+        r = request_read(m, &req, REQ_KEYS_RUN, b->max_memory_mb, error);
         if (r >= 0)
                 r = job_new(b, &req, m, ret, error);
         request_done(&req);
@@ -148,6 +148,12 @@ static const sd_bus_vtable broker_vtable[] = {
                                  method_start_run, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStatus", "", , "a{sv}", SD_BUS_PARAM(status), method_get_status,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("OpenSession", "a{sv}", SD_BUS_PARAM(options), "o", SD_BUS_PARAM(session),
+                                 method_open_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListSessions", "", , "a(ossuutb)", SD_BUS_PARAM(sessions), method_list_sessions,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("CloseSession", "o", SD_BUS_PARAM(session), "", , method_close_session,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -160,6 +166,9 @@ int broker_bus_setup(Broker *b) {
         r = job_bus_setup(b);
         if (r < 0)
                 return log_error_errno(r, "Failed to register job objects: %m");
+        r = session_bus_setup(b);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register session objects: %m");
         r = sd_bus_add_object_manager(b->bus, NULL, SBX_BUS_PATH);
         if (r < 0)
                 return log_error_errno(r, "Failed to add the object manager: %m");

@@ -12,6 +12,7 @@
 #include "bus-names.h"
 #include "fdio.h"
 #include "job.h"
+#include "session.h"
 #include "log.h"
 #include "macro.h"
 
@@ -148,6 +149,8 @@ Broker *broker_free(Broker *b) {
                 return NULL;
         while (b->jobs_head)
                 job_free(b->jobs_head);
+        while (b->sessions_head)
+                session_free(b->sessions_head);
         sd_bus_flush_close_unref(b->bus);
         sd_event_unref(b->event);
         sbx_config_done(&b->config);
@@ -165,5 +168,7 @@ int broker_run(Broker *b) {
         /* Cancel what is still running so no worker or QEMU outlives us. */
         for (Job *j = b->jobs_head; j; j = j->next)
                 job_cancel(j, "the broker is stopping");
+        for (Session *s = b->sessions_head; s; s = s->next)
+                session_close(s, "the broker is stopping");
         return r;
 }

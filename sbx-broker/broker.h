@@ -9,6 +9,7 @@
 #include "config.h"
 
 typedef struct Job Job;
+typedef struct Session Session;
 
 typedef struct Broker {
         sd_event *event;
@@ -19,6 +20,7 @@ typedef struct Broker {
         uint32_t max_vms;      /* concurrent VMs (admission) */
         uint32_t max_memory_mb;
         Job *jobs_head, *jobs_tail; /* every live job, oldest first */
+        Session *sessions_head, *sessions_tail;
         uint32_t n_active;     /* jobs holding a VM slot */
         uint32_t n_queued;
         uint64_t next_id;
@@ -35,5 +37,10 @@ void broker_dispatch_queue(Broker *b);
 
 /* broker-bus.c */
 int broker_bus_setup(Broker *b);
+/* session-bus.c: the session methods of org.sbx.Broker1 */
+int method_open_session(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_list_sessions(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_close_session(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int session_bus_setup(Broker *b);
 /* accel.c: resolves config.accel (auto runs the worker's KVM probe, cached). */
 int broker_resolve_accel(Broker *b);

@@ -16,6 +16,7 @@ void request_init(SbxRequest *r, uint32_t default_memory_mb) {
                 .memory_mb = default_memory_mb,
                 .stdout_fd = -EBADF,
                 .stderr_fd = -EBADF,
+                .idle_timeout_s = SBX_IDLE_TIMEOUT_DEFAULT_S,
         };
 }
 
@@ -31,9 +32,16 @@ void request_done(SbxRequest *r) {
 
 static const struct {
         const char *key, *type;
+        RequestKey bit;
 } request_keys[] = {
-        { "code", "s" },         { "language", "s" },  { "timeout_seconds", "u" }, { "memory_mb", "u" },
-        { "env", "a{ss}" },      { "stdout_fd", "h" }, { "stderr_fd", "h" },
+        { "code", "s", REQ_CODE },
+        { "language", "s", REQ_LANGUAGE },
+        { "timeout_seconds", "u", REQ_TIMEOUT },
+        { "memory_mb", "u", REQ_MEMORY },
+        { "env", "a{ss}", REQ_ENV },
+        { "stdout_fd", "h", REQ_STDOUT_FD },
+        { "stderr_fd", "h", REQ_STDERR_FD },
+        { "idle_timeout_seconds", "u", REQ_IDLE_TIMEOUT },
 };
 
 static int unknown_key(const char *key, sd_bus_error *error) {
@@ -43,7 +51,7 @@ static int unknown_key(const char *key, sd_bus_error *error) {
                                                  "Request key '%s' must have type '%s'.", key, request_keys[i].type);
         return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                  "Unknown request key '%.64s' (known: code, language, timeout_seconds, memory_mb, env, "
-                                 "stdout_fd, stderr_fd).",
+                                 "stdout_fd, stderr_fd, idle_timeout_seconds).",
                                  key);
 }
 
@@ -54,6 +62,7 @@ int request_apply_string(SbxRequest *r, const char *key, const char *value, sd_b
                         return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                                  "Unknown language '%.64s': use python, javascript or raw.", value);
                 r->language = l;
+                r->seen |= REQ_LANGUAGE;
                 return 0;
         }
         if (strcmp(key, "code") == 0) {
@@ -69,6 +78,7 @@ int request_apply_string(SbxRequest *r, const char *key, const char *value, sd_b
                 r->code = c;
                 r->code_len = n;
                 r->have_code = true;
+                r->seen |= REQ_CODE;
                 return 0;
         }
         return unknown_key(key, error);
@@ -81,6 +91,7 @@ int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_err
                                                  "timeout_seconds must be between %u and %u, got %u.",
                                                  SBX_TIMEOUT_MIN_S, SBX_TIMEOUT_MAX_S, value);
                 r->timeout_s = value;
+                r->seen |= REQ_TIMEOUT;
                 return 0;
         }
         if (strcmp(key, "memory_mb") == 0) {
@@ -88,6 +99,16 @@ int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_err
                         return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                                  "memory_mb must be at least %u, got %u.", SBX_MEMORY_MIN_MB, value);
                 r->memory_mb = value;
+                r->seen |= REQ_MEMORY;
+                return 0;
+        }
+        if (strcmp(key, "idle_timeout_seconds") == 0) {
+                if (value < SBX_IDLE_TIMEOUT_MIN_S || value > SBX_IDLE_TIMEOUT_MAX_S)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "idle_timeout_seconds must be between %u and %u, got %u.",
+                                                 SBX_IDLE_TIMEOUT_MIN_S, SBX_IDLE_TIMEOUT_MAX_S, value);
+                r->idle_timeout_s = value;
+                r->seen |= REQ_IDLE_TIMEOUT;
                 return 0;
         }
         return unknown_key(key, error);
@@ -113,6 +134,7 @@ int request_apply_env(SbxRequest *r, const char *name, const char *value, sd_bus
         if (asprintf(&r->env[r->n_env], "%s=%s", name, value) < 0)
                 return -ENOMEM;
         r->n_env++;
+        r->seen |= REQ_ENV;
         return 0;
 }
 
@@ -131,16 +153,24 @@ int request_apply_fd(SbxRequest *r, const char *key, int fd, sd_bus_error *error
                 return sd_bus_error_set_errnof(error, errno, "Failed to take %s: %m", key);
         safe_close(*field);
         *field = copy;
+        r->seen |= field == &r->stdout_fd ? REQ_STDOUT_FD : REQ_STDERR_FD;
         return 0;
 }
 
-int request_finish(SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error) {
+int request_finish(SbxRequest *r, unsigned allowed, uint32_t max_memory_mb, sd_bus_error *error) {
         const char *reason = NULL;
 
+        for (size_t i = 0; i < ELEMENTSOF(request_keys); i++)
+                if ((r->seen & request_keys[i].bit) && !(allowed & request_keys[i].bit))
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "Key '%s' is not accepted by this method.", request_keys[i].key);
+        if (!(allowed & REQ_CODE))
+                goto memory;
         if (!r->have_code)
                 return sd_bus_error_set(error, SBX_ERROR_CODE_VALIDATION, "The request has no 'code'.");
         if (sbx_validate_code(r->code, r->code_len, &reason) < 0)
                 return sd_bus_error_setf(error, SBX_ERROR_CODE_VALIDATION, "Invalid code: %s.", reason);
+memory:
         if (max_memory_mb > 0 && r->memory_mb > max_memory_mb)
                 return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                          "memory_mb=%u is more than this host can give one VM (%u).", r->memory_mb,
@@ -168,7 +198,7 @@ static int read_env(sd_bus_message *m, SbxRequest *r, sd_bus_error *error) {
         return sd_bus_message_exit_container(m);
 }
 
-int request_read(sd_bus_message *m, SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error) {
+int request_read(sd_bus_message *m, SbxRequest *r, unsigned allowed, uint32_t max_memory_mb, sd_bus_error *error) {
         int k;
 
         k = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -224,5 +254,5 @@ int request_read(sd_bus_message *m, SbxRequest *r, uint32_t max_memory_mb, sd_bu
         k = sd_bus_message_exit_container(m);
         if (k < 0)
                 return k;
-        return request_finish(r, max_memory_mb, error);
+        return request_finish(r, allowed, max_memory_mb, error);
 }

@@ -13,7 +13,29 @@
 
 #include "proto.h"
 
+/* Keys, as bits: which a method accepts, and which a request carried. */
+typedef enum RequestKey {
+        REQ_CODE = 1u << 0,
+        REQ_LANGUAGE = 1u << 1,
+        REQ_TIMEOUT = 1u << 2,
+        REQ_MEMORY = 1u << 3,
+        REQ_ENV = 1u << 4,
+        REQ_STDOUT_FD = 1u << 5,
+        REQ_STDERR_FD = 1u << 6,
+        REQ_IDLE_TIMEOUT = 1u << 7,
+} RequestKey;
+
+#define REQ_KEYS_RUN (REQ_CODE | REQ_LANGUAGE | REQ_TIMEOUT | REQ_MEMORY | REQ_ENV | REQ_STDOUT_FD | REQ_STDERR_FD)
+#define REQ_KEYS_OPEN_SESSION (REQ_LANGUAGE | REQ_MEMORY | REQ_ENV | REQ_IDLE_TIMEOUT)
+#define REQ_KEYS_EXEC (REQ_TIMEOUT | REQ_ENV | REQ_STDOUT_FD | REQ_STDERR_FD)
+
+#define SBX_IDLE_TIMEOUT_MIN_S 10u
+#define SBX_IDLE_TIMEOUT_MAX_S 3600u
+#define SBX_IDLE_TIMEOUT_DEFAULT_S 300u
+
 typedef struct SbxRequest {
+        unsigned seen; /* RequestKey bits */
+        uint32_t idle_timeout_s;
         SbxLanguage language;
         char *code;
         size_t code_len;
@@ -33,8 +55,9 @@ int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_err
 int request_apply_env(SbxRequest *r, const char *name, const char *value, sd_bus_error *error);
 /* Takes a borrowed fd and keeps its own F_DUPFD_CLOEXEC copy. */
 int request_apply_fd(SbxRequest *r, const char *key, int fd, sd_bus_error *error);
-/* Checks what only the whole request can tell (code present and valid). */
-int request_finish(SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error);
+/* Checks what only the whole request can tell: only `allowed` keys, and code present and valid when
+ * REQ_CODE is allowed. */
+int request_finish(SbxRequest *r, unsigned allowed, uint32_t max_memory_mb, sd_bus_error *error);
 
 /* Reads and checks an a{sv} at the message's read position. */
-int request_read(sd_bus_message *m, SbxRequest *r, uint32_t max_memory_mb, sd_bus_error *error);
+int request_read(sd_bus_message *m, SbxRequest *r, unsigned allowed, uint32_t max_memory_mb, sd_bus_error *error);

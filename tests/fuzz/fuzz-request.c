@@ -22,7 +22,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const keys[] = {
-        "code", "language", "timeout_seconds", "memory_mb", "env", "stdout_fd", "stderr_fd", "colour",
+        "code", "language", "timeout_seconds", "memory_mb", "env", "stdout_fd", "stderr_fd", "idle_timeout_seconds",
+        "colour",
 };
 
 /* Takes the next NUL-terminated string (or the rest) from the input. */
@@ -40,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         SbxRequest req;
         int r = 0;
 
+        uint8_t data_first = size > 0 ? data[0] : 0;
         request_init(&req, 256);
         while (size >= 2 && r >= 0) {
                 uint8_t op = data[0] % 4;
@@ -73,10 +75,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 free(b);
         }
         if (r >= 0) {
-                r = request_finish(&req, 4096, &error);
+                /* The first byte picks the method whose key set applies. */
+                static const unsigned methods[] = { REQ_KEYS_RUN, REQ_KEYS_OPEN_SESSION, REQ_KEYS_EXEC };
+                unsigned allowed = methods[(data_first % 3)];
+                r = request_finish(&req, allowed, 4096, &error);
                 if (r >= 0) {
-                        FUZZ_CHECK(req.code && req.code_len > 0 && req.code_len <= SBX_CODE_MAX);
-                        FUZZ_CHECK(strlen(req.code) == req.code_len);
+                        FUZZ_CHECK((req.seen & ~allowed) == 0);
+                        if (allowed & REQ_CODE) {
+                                FUZZ_CHECK(req.code && req.code_len > 0 && req.code_len <= SBX_CODE_MAX);
+                                FUZZ_CHECK(strlen(req.code) == req.code_len);
+                        }
+                        FUZZ_CHECK(req.idle_timeout_s >= 10 && req.idle_timeout_s <= 3600);
                         FUZZ_CHECK(req.timeout_s >= SBX_TIMEOUT_MIN_S && req.timeout_s <= SBX_TIMEOUT_MAX_S);
                         FUZZ_CHECK(req.memory_mb >= SBX_MEMORY_MIN_MB && req.memory_mb <= 4096);
                         FUZZ_CHECK(req.n_env <= SBX_ENV_COUNT_MAX);

@@ -1,0 +1,623 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus-names.h"
+#include "fdio.h"
+#include "log.h"
+#include "macro.h"
+#include "proto.h"
+#include "session.h"
+#include "utf8.h"
+#include "validate.h"
+#include "worker-spawn.h"
+
+SessionOp *session_op_free(SessionOp *op) {
+        if (!op)
+                return NULL;
+        sd_bus_message_unref(op->call);
+        request_done(&op->req);
+        free(op->path);
+        safe_close(op->fd);
+        free(op);
+        return NULL;
+}
+
+Session *broker_find_session(Broker *b, const char *path) {
+        for (Session *s = b->sessions_head; s; s = s->next)
+                if (strcmp(s->path, path) == 0)
+                        return s;
+        return NULL;
+}
+
+static void session_release_worker(Session *s) {
+        Broker *b = s->broker;
+
+        s->worker_io = sd_event_source_disable_unref(s->worker_io);
+        /* EOF tells the worker to stop the VM and clean up. */
+        s->worker_fd = safe_close(s->worker_fd);
+        s->worker_pid = 0;
+        sbx_frame_reader_done(&s->reader);
+        if (s->holds_slot) {
+                s->holds_slot = false;
+                b->n_active--;
+                broker_dispatch_queue(b);
+        }
+}
+
+static void reply_error(sd_bus_message **call, const char *name, const char *fmt, const char *arg) {
+        if (!*call)
+                return;
+        (void) sd_bus_reply_method_errorf(*call, name, fmt, arg);
+        *call = sd_bus_message_unref(*call);
+}
+
+static int on_linger_done(sd_event_source *src, uint64_t usec, void *userdata) {
+        (void) src;
+        (void) usec;
+        session_free(userdata);
+        return 0;
+}
+
+static int on_idle_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        Session *s = userdata;
+        (void) src;
+        (void) usec;
+        log_info("Session %" PRIu64 " was idle for %u s, closing it.", s->id, s->options.idle_timeout_s);
+        session_close(s, "it was idle for longer than its idle timeout");
+        return 0;
+}
+
+static void session_arm_idle(Session *s) {
+        s->timer = sd_event_source_disable_unref(s->timer);
+        (void) sd_event_add_time_relative(s->broker->event, &s->timer, CLOCK_MONOTONIC,
+                                          (uint64_t) s->options.idle_timeout_s * 1000000u, 0, on_idle_timeout, s);
+}
+
+/* Ends the session: the VM goes away, queued calls fail, the object lingers
+ * briefly so late callers get SessionClosed rather than an unknown object. */
+static void session_end(Session *s, const char *current_error, const char *why) {
+        char msg[256];
+
+        if (s->closed)
+                return;
+        s->closed = true;
+        log_info("Session %" PRIu64 " closed: %s.", s->id, why);
+        session_release_worker(s);
+        s->track = sd_bus_track_unref(s->track);
+        reply_error(&s->open_call, current_error, "The session could not start: %s.", why);
+
+        snprintf(msg, sizeof msg, "The session is closed: %s.", why);
+        if (s->current) {
+                reply_error(&s->current->call, current_error, "%s", msg);
+                s->current = session_op_free(s->current);
+        }
+        while (s->queue_head) {
+                SessionOp *op = s->queue_head;
+                s->queue_head = op->next;
+                reply_error(&op->call, SBX_ERROR_SESSION_CLOSED, "%s", msg);
+                session_op_free(op);
+        }
+        s->queue_tail = NULL;
+        s->n_queued = 0;
+        s->list_reply = sd_bus_message_unref(s->list_reply);
+        output_capture_done(&s->out);
+        output_capture_done(&s->err);
+        session_emit_changed(s, "Closed");
+
+        s->timer = sd_event_source_disable_unref(s->timer);
+        if (sd_event_add_time_relative(s->broker->event, &s->timer, CLOCK_MONOTONIC,
+                                       (uint64_t) s->broker->config.job_linger_s * 1000000u, 0, on_linger_done,
+                                       s) < 0)
+                session_free(s);
+}
+
+void session_close(Session *s, const char *why) {
+        session_end(s, SBX_ERROR_SESSION_CLOSED, why);
+}
+
+static void session_vm_lost(Session *s, const char *why) {
+        session_end(s, SBX_ERROR_VM_TRANSIENT, why);
+}
+
+static void session_start_next(Session *s);
+
+static void session_op_done(Session *s) {
+        s->current = session_op_free(s->current);
+        output_capture_done(&s->out);
+        output_capture_done(&s->err);
+        run_result_done(&s->result);
+        s->have_result = false;
+        s->list_reply = sd_bus_message_unref(s->list_reply);
+        session_start_next(s);
+        if (!s->current && !s->closed)
+                session_arm_idle(s);
+}
+
+static void session_try_finish_exec(Session *s) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        SessionOp *op = s->current;
+        int r;
+
+        if (!op || op->kind != SESSION_OP_EXEC || !s->have_result)
+                return;
+        if (output_capture_pending(&s->out) || output_capture_pending(&s->err))
+                return; /* the drained callback comes back here */
+
+        s->exec_count++;
+        r = sd_bus_message_new_method_return(op->call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r >= 0)
+                r = run_result_append(reply, &s->result, &s->out, &s->err,
+                                      sbx_accel_to_string(s->broker->accel));
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{sv}", "exec_count", "u", s->exec_count);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        else
+                (void) sd_bus_reply_method_errorf(op->call, SBX_ERROR_INTERNAL, "Failed to build the result: %s",
+                                                  strerror(-r));
+        session_emit_changed(s, "ExecCount");
+        session_op_done(s);
+}
+
+static void on_sink_drained(void *userdata) {
+        session_try_finish_exec(userdata);
+}
+
+static int send_op(Session *s, SessionOp *op) {
+        SbxMsg m;
+        int r;
+
+        switch (op->kind) {
+        case SESSION_OP_EXEC:
+                sbx_msg_begin(&m, SBX_B_EXEC);
+                sbx_msg_put_u64(&m, SBX_T_RUN_ID, ++s->next_exec_id);
+                sbx_msg_put(&m, SBX_T_CODE, op->req.code, op->req.code_len);
+                sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, op->req.timeout_s * 1000u);
+                for (size_t i = 0; i < op->req.n_env; i++)
+                        sbx_msg_put_str(&m, SBX_T_ENV, op->req.env[i]);
+                r = sbx_msg_send(&m, s->worker_fd);
+                break;
+        case SESSION_OP_WRITE:
+        case SESSION_OP_READ:
+                sbx_msg_begin(&m, op->kind == SESSION_OP_WRITE ? SBX_B_FILE_WRITE : SBX_B_FILE_READ);
+                sbx_msg_put_str(&m, SBX_T_PATH, op->path);
+                if (op->kind == SESSION_OP_WRITE)
+                        sbx_msg_put_u32(&m, SBX_T_MODE, op->mode);
+                r = sbx_msg_send_with_fd(&m, s->worker_fd, op->fd);
+                /* The worker has its own copy now. */
+                op->fd = safe_close(op->fd);
+                break;
+        case SESSION_OP_LIST:
+                sbx_msg_begin(&m, SBX_B_LIST);
+                sbx_msg_put_str(&m, SBX_T_PATH, op->path);
+                r = sbx_msg_send(&m, s->worker_fd);
+                break;
+        default:
+                return -EINVAL;
+        }
+        sbx_msg_done(&m);
+        return r;
+}
+
+static void session_start_next(Session *s) {
+        SessionOp *op;
+        int r;
+
+        if (s->current || !s->ready || s->closed || !s->queue_head)
+                return;
+        op = s->queue_head;
+        s->queue_head = op->next;
+        if (!s->queue_head)
+                s->queue_tail = NULL;
+        s->n_queued--;
+        op->next = NULL;
+        s->current = op;
+        s->timer = sd_event_source_disable_unref(s->timer);
+
+        output_capture_init(&s->out, SBX_STDOUT_MAX);
+        output_capture_init(&s->err, SBX_STDERR_MAX);
+        if (op->kind == SESSION_OP_EXEC) {
+                if (op->req.stdout_fd >= 0 &&
+                    fdsink_new(s->broker->event, op->req.stdout_fd, on_sink_drained, s, &s->out.sink) < 0)
+                        log_warning("Session %" PRIu64 ": cannot stream into the caller's stdout fd.", s->id);
+                if (op->req.stderr_fd >= 0 &&
+                    fdsink_new(s->broker->event, op->req.stderr_fd, on_sink_drained, s, &s->err.sink) < 0)
+                        log_warning("Session %" PRIu64 ": cannot stream into the caller's stderr fd.", s->id);
+        }
+        if (op->kind == SESSION_OP_LIST) {
+                r = sd_bus_message_new_method_return(op->call, &s->list_reply);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(s->list_reply, 'a', "(sbt)");
+                if (r < 0) {
+                        reply_error(&op->call, SBX_ERROR_INTERNAL, "%s", "Failed to build the listing.");
+                        session_op_done(s);
+                        return;
+                }
+        }
+        r = send_op(s, op);
+        if (r < 0)
+                session_vm_lost(s, "the VM worker stopped accepting requests");
+}
+
+int session_enqueue(Session *s, SessionOp *op, sd_bus_error *error) {
+        if (s->closed)
+                return sd_bus_error_set(error, SBX_ERROR_SESSION_CLOSED, "The session is closed.");
+        if (s->n_queued >= SESSION_QUEUE_MAX)
+                return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
+                                         "This session already has %u calls waiting.", SESSION_QUEUE_MAX);
+        op->next = NULL;
+        if (s->queue_tail)
+                s->queue_tail->next = op;
+        else
+                s->queue_head = op;
+        s->queue_tail = op;
+        s->n_queued++;
+        session_start_next(s);
+        return 0;
+}
+
+static const char *file_status_error(uint32_t status) {
+        switch (status) {
+        case SBX_FILE_INVALID_PATH:
+                return SBX_ERROR_INVALID_PATH;
+        case SBX_FILE_NOT_FOUND:
+                return SBX_ERROR_NOT_FOUND;
+        case SBX_FILE_TOO_LARGE:
+                return SBX_ERROR_FILE_TOO_LARGE;
+        default:
+                return SBX_ERROR_FILE_IO;
+        }
+}
+
+static int handle_file_result(Session *s, const uint8_t *p, size_t n) {
+        SessionOp *op = s->current;
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len, status = SBX_FILE_IO_ERROR;
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        if (!op || op->kind == SESSION_OP_EXEC)
+                return -EBADMSG;
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                if (tag == SBX_T_FILE_STATUS)
+                        r = sbx_tlv_u32(v, len, &status);
+                else if (tag == SBX_T_MESSAGE && !message)
+                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &message);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+
+        if (status != SBX_FILE_OK)
+                reply_error(&op->call, file_status_error(status), "%s",
+                            message ?: "The file operation failed.");
+        else if (op->kind == SESSION_OP_LIST) {
+                r = sd_bus_message_close_container(s->list_reply);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, s->list_reply, NULL);
+                if (r < 0)
+                        reply_error(&op->call, SBX_ERROR_INTERNAL, "%s", "Failed to send the listing.");
+        } else
+                (void) sd_bus_reply_method_return(op->call, NULL);
+        session_op_done(s);
+        return 0;
+}
+
+static int handle_list_entry(Session *s, const uint8_t *p, size_t n) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        uint8_t is_dir = 0;
+        uint64_t size = 0;
+        _cleanup_free_ char *name = NULL;
+        int r;
+
+        if (!s->current || s->current->kind != SESSION_OP_LIST || !s->list_reply)
+                return -EBADMSG;
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                if (tag == SBX_T_NAME && !name)
+                        r = sbx_tlv_str(v, len, SBX_PATH_COMPONENT_MAX, &name);
+                else if (tag == SBX_T_IS_DIR)
+                        r = sbx_tlv_u8(v, len, &is_dir);
+                else if (tag == SBX_T_SIZE)
+                        r = sbx_tlv_u64(v, len, &size);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0 || !name)
+                return -EBADMSG;
+        /* Names from the guest become D-Bus strings: they must be valid UTF-8. */
+        _cleanup_free_ char *clean = utf8_sanitize(name, strlen(name));
+        if (!clean)
+                return -ENOMEM;
+        return sd_bus_message_append(s->list_reply, "(sbt)", clean, (int) !!is_dir, size);
+}
+
+static int handle_output(Session *s, const uint8_t *p, size_t n) {
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v, *data = NULL;
+        uint32_t len, data_len = 0;
+        uint8_t stream = 0;
+        size_t taken;
+        int r;
+
+        if (!s->current || s->current->kind != SESSION_OP_EXEC)
+                return -EBADMSG;
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                if (tag == SBX_T_STREAM)
+                        r = sbx_tlv_u8(v, len, &stream);
+                else if (tag == SBX_T_DATA) {
+                        data = v;
+                        data_len = len;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
+                return -EBADMSG;
+        if (!data)
+                return 0;
+        return output_capture_append(stream == SBX_STREAM_STDOUT ? &s->out : &s->err, data, data_len, &taken);
+}
+
+static void session_became_ready(Session *s) {
+        s->ready = true;
+        log_info("Session %" PRIu64 " is ready (%s).", s->id, sbx_language_to_string(s->options.language));
+        if (s->open_call) {
+                (void) sd_bus_reply_method_return(s->open_call, "o", s->path);
+                s->open_call = sd_bus_message_unref(s->open_call);
+        }
+        session_start_next(s);
+        if (!s->current)
+                session_arm_idle(s);
+}
+
+static int handle_frame(Session *s, uint8_t type, const uint8_t *p, size_t n) {
+        switch (type) {
+        case SBX_W_SESSION_READY:
+                if (s->ready)
+                        return -EBADMSG;
+                session_became_ready(s);
+                return 0;
+        case SBX_W_STATUS:
+                return 0;
+        case SBX_W_OUTPUT:
+                return handle_output(s, p, n);
+        case SBX_W_RESULT: {
+                int r;
+                if (!s->current || s->current->kind != SESSION_OP_EXEC || s->have_result)
+                        return -EBADMSG;
+                r = run_result_parse(&s->result, p, n);
+                if (r < 0)
+                        return r;
+                if (s->result.timed_out) {
+                        char line[SBX_MESSAGE_MAX + 64];
+                        run_result_note_timeout(&s->result, &s->err, line, sizeof line);
+                }
+                s->have_result = true;
+                session_try_finish_exec(s);
+                return 0;
+        }
+        case SBX_W_FILE_RESULT:
+                return handle_file_result(s, p, n);
+        case SBX_W_LIST_ENTRY:
+                return handle_list_entry(s, p, n);
+        case SBX_W_ERROR: {
+                SbxTlvIter it;
+                uint16_t tag;
+                const uint8_t *v;
+                uint32_t len, kind = SBX_ERR_TRANSIENT;
+                _cleanup_free_ char *msg = NULL;
+                int r;
+                sbx_tlv_iter_init(&it, p, n);
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                        if (tag == SBX_T_ERROR_KIND)
+                                r = sbx_tlv_u32(v, len, &kind);
+                        else if (tag == SBX_T_MESSAGE && !msg)
+                                r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
+                        if (r < 0)
+                                return r;
+                }
+                if (!s->ready && kind == SBX_ERR_BOOT_TIMEOUT)
+                        session_end(s, SBX_ERROR_VM_BOOT_TIMEOUT, msg ?: "the VM did not boot");
+                else
+                        session_vm_lost(s, msg ?: "the VM failed");
+                return 0;
+        }
+        default:
+                return -EBADMSG;
+        }
+}
+
+static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Session *s = userdata;
+        int r;
+        (void) src;
+        (void) revents;
+
+        r = sbx_frame_reader_fill(&s->reader, fd);
+        if (r == -EAGAIN || r == -EINTR)
+                return 0;
+        if (r <= 0) {
+                session_vm_lost(s, "the VM worker exited (was it or its QEMU killed?)");
+                return 0;
+        }
+        while (!s->closed) {
+                uint8_t type;
+                const uint8_t *payload;
+                size_t len;
+
+                r = sbx_frame_reader_next(&s->reader, &type, &payload, &len);
+                if (r == 0)
+                        return 0;
+                if (r > 0)
+                        r = handle_frame(s, type, payload, len);
+                if (r < 0) {
+                        log_warning_errno(r, "Session %" PRIu64 ": protocol error from the worker: %m", s->id);
+                        session_vm_lost(s, "protocol error from the VM worker");
+                        return 0;
+                }
+        }
+        return 0;
+}
+
+static int on_owner_gone(sd_bus_track *t, void *userdata) {
+        (void) t;
+        session_close(userdata, "its owner disconnected from the bus");
+        return 0;
+}
+
+static int session_send_open(Session *s) {
+        Broker *b = s->broker;
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, s->id);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(s->options.language));
+        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, s->options.memory_mb);
+        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
+        for (size_t i = 0; i < s->options.n_env; i++)
+                sbx_msg_put_str(&m, SBX_T_ENV, s->options.env[i]);
+        r = sbx_msg_send(&m, s->worker_fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        Session *s;
+        uid_t uid = (uid_t) -1;
+        int r;
+
+        s = calloc(1, sizeof(Session));
+        if (!s)
+                return -ENOMEM;
+        s->broker = b;
+        s->worker_fd = -EBADF;
+        request_init(&s->options, b->config.default_memory_mb);
+        r = request_read(call, &s->options, REQ_KEYS_OPEN_SESSION, b->max_memory_mb, error);
+        if (r < 0) {
+                request_done(&s->options);
+                free(s);
+                return r;
+        }
+        if (b->n_active >= b->max_vms) {
+                request_done(&s->options);
+                free(s);
+                return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
+                                         "All %u VM slots are busy; a session needs one of its own.", b->max_vms);
+        }
+
+        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
+        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
+                (void) sd_bus_creds_get_uid(creds, &uid);
+        s->owner_uid = uid;
+        s->id = ++b->next_id;
+        snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);
+        s->created_realtime_usec = now_usec(CLOCK_REALTIME);
+        s->owner = strdup(sd_bus_message_get_sender(call) ?: "");
+        s->prev = b->sessions_tail;
+        if (b->sessions_tail)
+                b->sessions_tail->next = s;
+        else
+                b->sessions_head = s;
+        b->sessions_tail = s;
+        if (!s->owner) {
+                session_free(s);
+                return -ENOMEM;
+        }
+
+        if (*s->owner) {
+                r = sd_bus_track_new(b->bus, &s->track, on_owner_gone, s);
+                if (r >= 0)
+                        r = sd_bus_track_add_name(s->track, s->owner);
+                if (r < 0)
+                        goto fail;
+        }
+
+        s->holds_slot = true;
+        b->n_active++;
+        r = broker_spawn_worker(b, &s->worker_fd, &s->worker_pid);
+        if (r < 0)
+                goto fail;
+        sbx_frame_reader_init(&s->reader, SBX_WORKER_FRAME_MAX);
+        r = session_send_open(s);
+        if (r < 0)
+                goto fail;
+        (void) fd_set_nonblock(s->worker_fd, 1);
+        r = sd_event_add_io(b->event, &s->worker_io, s->worker_fd, EPOLLIN, on_worker_io, s);
+        if (r < 0)
+                goto fail;
+        s->open_call = sd_bus_message_ref(call);
+        log_info("Session %" PRIu64 " opening (%s, %u MB) for uid %d.", s->id,
+                 sbx_language_to_string(s->options.language), s->options.memory_mb, (int) uid);
+        return 1;
+fail:
+        session_free(s);
+        return sd_bus_error_set_errnof(error, r, "Failed to start the session's VM: %m");
+}
+
+Session *session_free(Session *s) {
+        Broker *b;
+
+        if (!s)
+                return NULL;
+        b = s->broker;
+        if (!s->closed) {
+                /* Fail what is pending, without the linger (we are freeing). */
+                s->closed = true;
+                reply_error(&s->open_call, SBX_ERROR_SESSION_CLOSED, "%s", "The broker is stopping.");
+                if (s->current)
+                        reply_error(&s->current->call, SBX_ERROR_SESSION_CLOSED, "%s", "The broker is stopping.");
+                for (SessionOp *op = s->queue_head; op; op = op->next)
+                        reply_error(&op->call, SBX_ERROR_SESSION_CLOSED, "%s", "The broker is stopping.");
+        }
+        session_release_worker(s);
+        s->timer = sd_event_source_disable_unref(s->timer);
+        s->track = sd_bus_track_unref(s->track);
+        s->open_call = sd_bus_message_unref(s->open_call);
+        s->list_reply = sd_bus_message_unref(s->list_reply);
+        session_op_free(s->current);
+        while (s->queue_head) {
+                SessionOp *op = s->queue_head;
+                s->queue_head = op->next;
+                session_op_free(op);
+        }
+        output_capture_done(&s->out);
+        output_capture_done(&s->err);
+        run_result_done(&s->result);
+        request_done(&s->options);
+        free(s->owner);
+
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                b->sessions_head = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        else
+                b->sessions_tail = s->prev;
+        free(s);
+        return NULL;
+}

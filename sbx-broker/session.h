@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* A stateful session: one VM kept across Exec calls, with file I/O. Calls
+ * run one at a time in arrival order; the VM's worker speaks the session
+ * half of the worker protocol (docs/protocols.md). */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "broker.h"
+#include "bus-names.h"
+#include "frame.h"
+#include "output.h"
+#include "request.h"
+#include "result.h"
+
+#define SESSION_QUEUE_MAX 16u
+
+typedef enum SessionOpKind {
+        SESSION_OP_EXEC,
+        SESSION_OP_WRITE,
+        SESSION_OP_READ,
+        SESSION_OP_LIST,
+} SessionOpKind;
+
+typedef struct SessionOp SessionOp;
+struct SessionOp {
+        SessionOp *next;
+        SessionOpKind kind;
+        sd_bus_message *call;
+        SbxRequest req; /* EXEC: code, timeout, env, output fds */
+        char *path;     /* file operations */
+        int fd;         /* WRITE: read from it; READ: write into it */
+        uint32_t mode;
+};
+
+typedef struct Session Session;
+struct Session {
+        Broker *broker;
+        Session *prev, *next;
+        uint64_t id;
+        char path[80];
+        SbxRequest options; /* language, memory, env, idle timeout */
+        char *owner;
+        uid_t owner_uid;
+        sd_bus_track *track;
+        sd_bus_message *open_call; /* pending OpenSession() until the VM is up */
+
+        bool ready, closed, holds_slot;
+        pid_t worker_pid;
+        int worker_fd;
+        sd_event_source *worker_io;
+        sd_event_source *timer; /* idle timeout, then linger once closed */
+        SbxFrameReader reader;
+
+        SessionOp *queue_head, *queue_tail, *current;
+        size_t n_queued;
+        uint64_t next_exec_id;
+        uint32_t exec_count;
+        OutputCapture out, err;
+        RunResult result;
+        bool have_result;
+        sd_bus_message *list_reply;
+        uint64_t created_realtime_usec;
+};
+
+int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error);
+/* Queues a call; the reply comes when it ran. Takes over *op on success. */
+int session_enqueue(Session *s, SessionOp *op, sd_bus_error *error);
+void session_close(Session *s, const char *why);
+Session *session_free(Session *s);
+Session *broker_find_session(Broker *b, const char *path);
+SessionOp *session_op_free(SessionOp *op);
+
+/* session-bus.c */
+int session_bus_setup(Broker *b);
+int session_check_owner(Session *s, sd_bus_message *m, sd_bus_error *error);
+void session_emit_changed(Session *s, const char *property);

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A session belongs to the uid that opened it: on a system-like bus with our
+# policy, another uid gets AccessDenied; root may administer it.
+source "$(dirname "$0")/lib.sh"
+
+out=$(dbus-daemon --config-file="$BUILD/dbus/system-test.conf" --fork --print-address=1 --print-pid=1)
+SYS=$(sed -n 1p <<<"$out"); _bus_pid=$(sed -n 2p <<<"$out")
+export SBX_BUS_ADDRESS=$SYS
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
+
+# uid 65534 opens a session (any local user may run code).
+s=$(nobody busctl --address="$SYS" --json=short call "${B[@]}" OpenSession 'a{sv}' 1 language s raw 2>"$TMP/e" | jq -r '.data[0]')
+check "an unprivileged user opens a session" [[ "$s" == /org/sbx/Broker1/session/_* ]]
+[[ "$s" == /org/sbx/Broker1/session/_* ]] || diag "$(cat "$TMP/e")"
+r=$(nobody busctl --address="$SYS" --json=short call org.sbx.Broker1 "$s" org.sbx.Session1 Exec 'sa{sv}' 'echo mine' 0 | jq -r '.data[0].stdout.data')
+check "  and uses it" [ "$r" = "mine" ]
+
+# Another uid (daemon, 1) may not touch it.
+SYSTEMD_LOG_LEVEL=debug setpriv --reuid=1 --regid=1 --clear-groups busctl --address="$SYS" call org.sbx.Broker1 "$s" \
+    org.sbx.Session1 Exec 'sa{sv}' 'echo theirs' 0 >/dev/null 2>"$TMP/e"
+check "another uid's Exec → AccessDenied" grep -q "error-name=org.sbx.Error.AccessDenied " "$TMP/e"
+SYSTEMD_LOG_LEVEL=debug setpriv --reuid=1 --regid=1 --clear-groups busctl --address="$SYS" call "${B[@]}" CloseSession o "$s" \
+    >/dev/null 2>"$TMP/e"
+check "another uid's CloseSession → AccessDenied" grep -q "error-name=org.sbx.Error.AccessDenied " "$TMP/e"
+n=$(setpriv --reuid=1 --regid=1 --clear-groups busctl --address="$SYS" --json=short call "${B[@]}" ListSessions | jq '.data[0] | length')
+check "another uid does not see it in ListSessions" [ "$n" = 0 ]
+
+# root administers.
+n=$(busctl --address="$SYS" --json=short call "${B[@]}" ListSessions | jq '.data[0] | length')
+check "root sees it in ListSessions" [ "$n" -ge 1 ]
+busctl --address="$SYS" call "${B[@]}" CloseSession o "$s" >/dev/null 2>&1
+check "root closes it with CloseSession" \
+    [ "$(busctl --address="$SYS" get-property org.sbx.Broker1 "$s" org.sbx.Session1 Closed | awk '{print $2}')" = true ]
+
+stop_bus
+pkill -TERM -f "sbx-broker.*--system" 2>/dev/null
+check_no_leaks "sessions on the system-like bus"
+finish

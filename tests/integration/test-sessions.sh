@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Stateful sessions: state across Exec calls, the resilience table, file I/O,
+# path attacks, idle timeout, VM death, another uid, the interactive prompt.
+source "$(dirname "$0")/lib.sh"
+start_bus
+"$SBX" run 'pass' >/dev/null 2>&1 # activate the broker
+
+B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
+open_session() { # LANGUAGE [IDLE]: prints the object path
+    local args=(1 language s "$1")
+    [[ -n "${2:-}" ]] && args=(2 language s "$1" idle_timeout_seconds u "$2")
+    $BUSCTL --json=short call "${B[@]}" OpenSession 'a{sv}' "${args[@]}" | jq -r '.data[0]'
+}
+# sexec PATH CODE [TIMEOUT]: result JSON in $TMP/x.json, errors in $TMP/x.err
+sexec() {
+    local opts=(0)
+    [[ -n "${3:-}" ]] && opts=(1 timeout_seconds u "$3")
+    SYSTEMD_LOG_LEVEL=debug $BUSCTL --json=short --timeout=400 call org.sbx.Broker1 "$1" org.sbx.Session1 Exec \
+        'sa{sv}' "$2" "${opts[@]}" >"$TMP/x.raw" 2>"$TMP/x.err"
+    jq '.data[0] | map_values(.data)' "$TMP/x.raw" >"$TMP/x.json" 2>/dev/null
+}
+xget() { jq -r "$1" "$TMP/x.json"; }
+x_error_is() { grep -q "error-name=org.sbx.Error.$1 " "$TMP/x.err"; }
+scall() { # PATH METHOD SIG ARGS...: raw call, error name checkable with x_error_is
+    local p=$1 m=$2; shift 2
+    SYSTEMD_LOG_LEVEL=debug $BUSCTL --json=short call org.sbx.Broker1 "$p" org.sbx.Session1 "$m" "$@" \
+        >"$TMP/x.raw" 2>"$TMP/x.err"
+}
+
+# --- state across three Exec calls, per language ---
+py=$(open_session python)
+check "OpenSession returns a session object" [[ "$py" == /org/sbx/Broker1/session/_* ]]
+sexec "$py" 'import math'; sexec "$py" 'x = math.floor(41.9) + 1'; sexec "$py" 'def f(): return x * 2'
+sexec "$py" 'print(x, f())'
+check "python: imports, variables and functions persist" [ "$(xget .stdout)" = "42 84" ]
+
+sh=$(open_session raw)
+sexec "$sh" 'cd /tmp && export GREETING=hi'; sexec "$sh" 'shout() { echo "${1^^}"; }; COUNT=3'
+sexec "$sh" 'echo "$GREETING $(pwd) $COUNT"; shout done'
+check "bash: exports, variables, functions and cwd persist" [ "$(xget .stdout)" = "hi /tmp 3"$'\n'"DONE" ]
+
+js=$(open_session javascript)
+sexec "$js" 'const base: number = 40'; sexec "$js" 'function add(n: number): number { return base + n }'
+sexec "$js" 'console.log(add(2))'
+check "javascript/TypeScript: bindings persist" [ "$(xget .stdout)" = "42" ]
+[[ "$(xget .stdout)" == 42 ]] || diag "js: $(cat "$TMP/x.json" "$TMP/x.err" | head -c 600)"
+
+# --- the resilience table (python) ---
+sexec "$py" 'kept = "yes"'
+sexec "$py" 'raise ValueError("boom")'
+check "exception → exit 1, traceback on stderr" [ "$(xget .exit_code)" = 1 ] && grep -q ValueError <<<"$(xget .stderr)"
+sexec "$py" 'import sys; sys.exit(3)'
+check "sys.exit(3) → 3" [ "$(xget .exit_code)" = 3 -a "$(xget .state_reset)" = false ]
+sexec "$py" 'this is not python'
+check "syntax error → 1" [ "$(xget .exit_code)" = 1 ]
+sexec "$py" 'print(kept)'
+check "  state kept after exception, sys.exit and syntax error" [ "$(xget .stdout)" = yes ]
+sexec "$py" 'import os; os._exit(4)'
+check "os._exit(4) → 4, interpreter reset" [ "$(xget .exit_code)" = 4 -a "$(xget .state_reset)" = true ]
+sexec "$py" "print('kept' in globals())"
+check "  state is fresh after the reset" [ "$(xget .stdout)" = False ]
+sexec "$py" 'import os, signal; os.kill(os.getpid(), signal.SIGKILL)'
+check "death by SIGKILL → 137, reset" [ "$(xget .exit_code)" = 137 -a "$(xget .state_reset)" = true ]
+sexec "$py" 'b = bytearray(1)
+while True: b += bytearray(32 * 1024 * 1024)'
+check "OOM kill → 137, reset" [ "$(xget .exit_code)" = 137 ]
+sexec "$py" 'while True: pass' 2
+check "timeout → -1, reset, reason in stderr" [ "$(xget .exit_code)" = -1 -a "$(xget .timed_out)" = true ]
+sexec "$py" 'print("alive")'
+check "  the session is usable after all of that" [ "$(xget .stdout)" = alive ]
+count=$($BUSCTL get-property org.sbx.Broker1 "$py" org.sbx.Session1 ExecCount | awk '{print $2}')
+check "ExecCount counts every Exec ($count)" [ "$count" -ge 14 ]
+
+# --- paths ---
+for bad in '../x' '/etc/passwd' 'a/../../b' "$(head -c 4097 /dev/zero | tr '\0' a)" "$(head -c 256 /dev/zero | tr '\0' b)"; do
+    scall "$py" ListFiles s "$bad"
+    check "ListFiles refuses '${bad:0:24}' → InvalidPath" x_error_is InvalidPath
+done
+sexec "$py" 'import os; os.symlink("/etc", "evil"); os.symlink("../..", "up")'
+scall "$py" ListFiles s evil
+check "a symlink escaping home → InvalidPath" x_error_is InvalidPath
+scall "$py" ListFiles s up/etc
+check "a relative symlink escaping home → InvalidPath" x_error_is InvalidPath
+scall "$py" ListFiles s missing-dir
+check "a missing path → NotFound" x_error_is NotFound
+sexec "$py" 'print("still here")'
+check "  path refusals do not close the session" [ "$(xget .stdout)" = "still here" ]
+
+# --- files through the CLI (WriteFile/ReadFile with fds) ---
+printf 'name,score\nalice,95\nbob,87\n' >"$TMP/input.csv"
+(cd "$TMP" && "$SBX" run -q --upload "$TMP/input.csv:input.csv" --download "output.csv:$TMP/output.csv" \
+    -c "open('output.csv','w').write(open('input.csv').read().upper())") >/dev/null 2>"$TMP/adk.err"
+check "ADK flow: upload a CSV, transform it, download the result" \
+    [ "$(cat "$TMP/output.csv" 2>/dev/null)" = "$(tr a-z A-Z <"$TMP/input.csv")" ]
+[[ -f "$TMP/output.csv" ]] || diag "$(cat "$TMP/adk.err")"
+
+head -c $((100 * 1024 * 1024)) /dev/urandom >"$TMP/big.bin"
+bp=$(broker_pid)
+hwm_before=$(awk '/VmHWM/{print $2}' /proc/$bp/status)
+( peak=0; while sleep 0.2; do
+      for p in $(worker_pids); do v=$(awk '/VmHWM/{print $2}' /proc/$p/status 2>/dev/null); [[ -n "$v" && "$v" -gt $peak ]] && peak=$v; done
+      echo $peak >"$TMP/worker-hwm"
+  done ) & sampler=$!
+start=$SECONDS
+"$SBX" run -q -m 512 -t 120 --upload "$TMP/big.bin:big.bin" --download "big.bin:$TMP/big.out" \
+    -c 'import os; print(os.path.getsize("big.bin"))' >"$TMP/big.stdout" 2>"$TMP/big.err"
+elapsed=$((SECONDS - start))
+kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
+hwm_after=$(awk '/VmHWM/{print $2}' /proc/$bp/status)
+check "a 100 MB file round-trips with an identical sha256" \
+    [ "$(sha256sum <"$TMP/big.bin")" = "$(sha256sum <"$TMP/big.out" 2>/dev/null)" ]
+[[ -f "$TMP/big.out" ]] || diag "$(cat "$TMP/big.err")"
+diag "100 MB up+down in ${elapsed}s; broker VmHWM ${hwm_before} → ${hwm_after} kB; worker peak VmHWM $(cat "$TMP/worker-hwm" 2>/dev/null) kB"
+check "the broker's peak memory grew by less than 16 MB" [ $((hwm_after - hwm_before)) -lt 16384 ]
+check "the worker's peak memory stayed under 32 MB" [ "$(cat "$TMP/worker-hwm" 2>/dev/null || echo 0)" -lt 32768 ]
+rm -f "$TMP/big.bin" "$TMP/big.out"
+
+# --- idle timeout ---
+idle=$(open_session raw 10)
+q_before=$(qemu_pids | wc -l)
+sleep 14
+check "an idle session closes at its idle timeout" \
+    [ "$($BUSCTL get-property org.sbx.Broker1 "$idle" org.sbx.Session1 Closed 2>/dev/null | awk '{print $2}')" = true ]
+sexec "$idle" 'echo hi'
+check "  later calls get SessionClosed" x_error_is SessionClosed
+check "  and its QEMU process is gone" [ "$(qemu_pids | wc -l)" -lt "$q_before" ]
+
+# --- the VM dies ---
+victim=$(open_session python)
+sexec "$victim" 'print(1)'
+vq=$($SBXCTL status | awk -v p="$victim" '$0 ~ p {print}' ; true)
+for q in $(qemu_pids); do :; done
+pkill -KILL -n -f "qemu-system-x86_64.*$KERNEL"
+sleep 1
+sexec "$victim" 'print(2)'
+check "when the session's VM dies, the session closes (SessionClosed)" x_error_is SessionClosed
+
+# --- the interactive prompt through a pty ---
+printf 'x = 6\nfor i in range(3):\n    x += i\n\nprint(x * 7)\n.exit\n' >"$TMP/typed"
+timeout 120 script -qfec "$SBX session -l python" /dev/null <"$TMP/typed" >"$TMP/pty.out" 2>&1
+check "sbx session (python) works through a terminal, block input included" grep -q "^63" <(tr -d '\r' <"$TMP/pty.out")
+grep -q "^63" <(tr -d '\r' <"$TMP/pty.out") || diag "$(tr -d '\r' <"$TMP/pty.out" | tail -n 15)"
+
+for p in "$py" "$sh" "$js"; do $BUSCTL call org.sbx.Broker1 "$p" org.sbx.Session1 Close >/dev/null 2>&1; done
+check_no_leaks "sessions"
+finish
