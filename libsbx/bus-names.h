@@ -17,3 +17,12 @@
 #define SBX_ERROR_INTERNAL "org.sbx.Error.Internal"
 #define SBX_ERROR_ACCESS_DENIED "org.sbx.Error.AccessDenied"
 #define SBX_ERROR_CANCELLED "org.sbx.Error.Cancelled"
+
+/* Sessions: org.sbx.Broker1.OpenSession() returns SBX_SESSION_PREFIX "/_<id>". */
+#define SBX_SESSION_PREFIX "/org/sbx/Broker1/session"
+#define SBX_SESSION_IFACE "org.sbx.Session1"
+#define SBX_ERROR_SESSION_CLOSED "org.sbx.Error.SessionClosed"
+#define SBX_ERROR_INVALID_PATH "org.sbx.Error.InvalidPath"
+#define SBX_ERROR_NOT_FOUND "org.sbx.Error.NotFound"
+#define SBX_ERROR_FILE_TOO_LARGE "org.sbx.Error.FileTooLarge"
+#define SBX_ERROR_FILE_IO "org.sbx.Error.FileIO"
