@@ -11,15 +11,21 @@
 
 #include "agent.h"
 #include "exec.h"
+#include "files.h"
 #include "fdio.h"
 #include "frame.h"
 #include "log.h"
 #include "macro.h"
 #include "proto.h"
+#include "session.h"
 
 /* How long output may keep trickling in after the code exited and every
  * user process was killed. Only a process stuck in the kernel gets near it. */
 #define DRAIN_TIMEOUT_USEC (2 * 1000000u)
+/* What a session exec's end may still find in each pipe: the pipe buffer
+ * (the driver flushed before reporting), plus a margin. Bounds the drain
+ * when a background process keeps writing. */
+#define SESSION_DRAIN_MAX (2u * 1024u * 1024u)
 
 typedef struct Exec {
         ExecChild child;
@@ -29,6 +35,10 @@ typedef struct Exec {
         uint64_t start_usec;
         uint64_t exec_ms;
         uint64_t drain_deadline;
+        Session *session; /* a session exec: the interpreter it runs in */
+        bool have_done_status; /* the driver reported the status */
+        int done_status;
+        bool state_reset;
 } Exec;
 
 typedef struct Agent {
@@ -39,6 +49,8 @@ typedef struct Agent {
         bool running;
         Exec exec;
         unsigned n_execs;
+        Session sessions[_SBX_LANG_MAX];
+        FileWrite file_write;
         uint8_t buf[SBX_OUTPUT_CHUNK_MAX];
 } Agent;
 
@@ -99,6 +111,30 @@ static int handle_ping(Agent *a, const uint8_t *payload, size_t len) {
         return send_simple(a->port_fd, &m);
 }
 
+/* Hands the code to the language's persistent interpreter, starting it if needed. */
+static int start_session(Agent *a, const ExecRequest *req, char *msg, size_t msg_size) {
+        Exec *e = &a->exec;
+        Session *s = &a->sessions[req->language];
+        bool fresh;
+        int r;
+
+        e->child = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
+        r = exec_write_code(req, ++a->n_execs, e->child.path, sizeof e->child.path, msg, msg_size);
+        if (r < 0)
+                return r;
+        r = session_submit(s, req, e->child.path, &fresh, msg, msg_size);
+        if (r < 0) {
+                (void) unlink(e->child.path);
+                return r;
+        }
+        e->session = s;
+        e->child.pid = s->pid;
+        /* The previous interpreter died between execs: this one starts afresh. */
+        e->state_reset = s->lost;
+        s->lost = false;
+        return 0;
+}
+
 static int start_exec(Agent *a, const uint8_t *payload, size_t len) {
         ExecRequest req;
         const char *reason;
@@ -111,14 +147,26 @@ static int start_exec(Agent *a, const uint8_t *payload, size_t len) {
         r = exec_request_parse(payload, len, &req, &reason);
         if (r < 0)
                 return send_error(a, reason);
+        if (a->file_write.active) {
+                exec_request_done(&req);
+                return send_error(a, "a file write is in progress");
+        }
 
         exec_apply_host_state(&req);
 
         a->exec = (Exec) {};
-        r = exec_spawn(&req, ++a->n_execs, &a->exec.child, msg, sizeof msg);
-        if (r < 0) {
-                exec_request_done(&req);
-                return send_error(a, msg);
+        if (req.session) {
+                r = start_session(a, &req, msg, sizeof msg);
+                if (r < 0) {
+                        exec_request_done(&req);
+                        return send_error(a, msg);
+                }
+        } else {
+                r = exec_spawn(&req, ++a->n_execs, &a->exec.child, msg, sizeof msg);
+                if (r < 0) {
+                        exec_request_done(&req);
+                        return send_error(a, msg);
+                }
         }
         a->exec.start_usec = now_usec(CLOCK_MONOTONIC);
         a->running = true;
@@ -158,6 +206,16 @@ static int handle_frame(Agent *a, uint8_t type, const uint8_t *payload, size_t l
                 log_debug("cancel requested");
                 kill_exec(a);
                 return 0;
+        case SBX_H_FILE_WRITE:
+                return files_write_begin(&a->file_write, a->port_fd, payload, len, a->running);
+        case SBX_H_FILE_DATA:
+                return files_write_data(&a->file_write, a->port_fd, payload, len);
+        case SBX_H_FILE_END:
+                return files_write_end(&a->file_write, a->port_fd);
+        case SBX_H_FILE_READ:
+                return files_read(a->port_fd, payload, len, a->running);
+        case SBX_H_LIST:
+                return files_list(a->port_fd, payload, len, a->running);
         default:
                 log_debug("Ignoring message type %u.", type);
                 return 0;
@@ -219,6 +277,32 @@ static void on_main_exit(Agent *a, int status) {
         e->drain_deadline = now_usec(CLOCK_MONOTONIC) + DRAIN_TIMEOUT_USEC;
 }
 
+/* The interpreter of the running session exec died (exit, signal, timeout or
+ * cancel): its state is gone. What is left in the pipes is drained before
+ * EXIT (see finish_session_pipes()). */
+static void on_session_died(Agent *a, int status) {
+        Exec *e = &a->exec;
+
+        e->exited = true;
+        e->status = status;
+        e->exec_ms = (now_usec(CLOCK_MONOTONIC) - e->start_usec) / 1000u;
+        e->state_reset = true;
+        disarm_timer(a);
+        /* Its process group goes with it (helpers, background jobs). */
+        session_kill(e->session);
+        e->session->pid = 0; /* reaped; the pipes are closed after the drain */
+}
+
+static void on_session_done(Agent *a, int status) {
+        Exec *e = &a->exec;
+
+        e->exited = true;
+        e->have_done_status = true;
+        e->done_status = status;
+        e->exec_ms = (now_usec(CLOCK_MONOTONIC) - e->start_usec) / 1000u;
+        disarm_timer(a);
+}
+
 static void reap_children(Agent *a) {
         struct signalfd_siginfo si;
         int status;
@@ -226,9 +310,29 @@ static void reap_children(Agent *a) {
 
         while (read(a->signal_fd, &si, sizeof si) > 0)
                 ;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                if (a->running && !a->exec.exited && pid == a->exec.child.pid)
-                        on_main_exit(a, status);
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (a->running && !a->exec.exited && pid == a->exec.child.pid) {
+                        if (a->exec.session)
+                                on_session_died(a, status);
+                        else
+                                on_main_exit(a, status);
+                        continue;
+                }
+                for (size_t i = 0; i < ELEMENTSOF(a->sessions); i++) {
+                        Session *s = &a->sessions[i];
+                        if (s->pid <= 0 || s->pid != pid)
+                                continue;
+                        /* Died while none of its execs ran (e.g. killed by a
+                         * one-shot exec's cleanup): the next exec starts afresh. */
+                        log_debug("session %zu: interpreter died while idle", i);
+                        session_kill(s);
+                        s->lost = true;
+                        if (a->running && a->exec.session == s)
+                                s->pid = 0; /* its exec already ended; drain before closing */
+                        else
+                                session_reset(s);
+                }
+        }
 }
 
 static void on_timeout(Agent *a) {
@@ -243,6 +347,52 @@ static void on_timeout(Agent *a) {
         kill_exec(a);
 }
 
+/* Forwards what a session pipe holds right now (bounded), without waiting. */
+static int drain_now(Agent *a, int *fd, SbxStream stream) {
+        size_t total = 0;
+
+        while (*fd >= 0 && total < SESSION_DRAIN_MAX) {
+                ssize_t n = read(*fd, a->buf, sizeof a->buf);
+                int r;
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break; /* EAGAIN: empty */
+                }
+                if (n == 0) {
+                        *fd = safe_close(*fd);
+                        break;
+                }
+                r = send_output(a, stream, a->buf, (size_t) n);
+                if (r < 0)
+                        return r;
+                total += (size_t) n;
+        }
+        return 0;
+}
+
+/* Output of a background process between execs belongs to no exec: dropped. */
+static void discard_output(Agent *a, int *fd) {
+        ssize_t n = read(*fd, a->buf, sizeof a->buf);
+
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                *fd = safe_close(*fd);
+}
+
+static int finish_session_pipes(Agent *a) {
+        Exec *e = &a->exec;
+        Session *s = e->session;
+        int r;
+
+        r = drain_now(a, &s->stdout_fd, SBX_STREAM_STDOUT);
+        if (r >= 0)
+                r = drain_now(a, &s->stderr_fd, SBX_STREAM_STDERR);
+        if (s->pid <= 0)
+                session_reset(s); /* the interpreter is gone (reaped) */
+        return r;
+}
+
 static int finish_exec(Agent *a) {
         Exec *e = &a->exec;
         int32_t code;
@@ -254,6 +404,8 @@ static int finish_exec(Agent *a) {
 
         if (e->timed_out)
                 code = -1;
+        else if (e->have_done_status)
+                code = e->done_status;
         else if (WIFEXITED(e->status))
                 code = WEXITSTATUS(e->status);
         else if (WIFSIGNALED(e->status))
@@ -267,6 +419,8 @@ static int finish_exec(Agent *a) {
         sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, code);
         sbx_msg_put_u64(&m, SBX_T_EXEC_MS, e->exec_ms);
         sbx_msg_put_u8(&m, SBX_T_TIMED_OUT, e->timed_out);
+        if (e->session)
+                sbx_msg_put_u8(&m, SBX_T_STATE_RESET, e->state_reset);
         return send_simple(a->port_fd, &m);
 }
 
@@ -294,6 +448,9 @@ int agent_run(int port_fd) {
         int r;
 
         *a = (Agent) { .port_fd = -EBADF, .signal_fd = -EBADF, .timer_fd = -EBADF };
+        for (size_t i = 0; i < ELEMENTSOF(a->sessions); i++)
+                session_init(&a->sessions[i], (SbxLanguage) i);
+        file_write_init(&a->file_write);
         r = setup_fds(a, port_fd);
         if (r < 0)
                 return r;
@@ -302,16 +459,27 @@ int agent_run(int port_fd) {
 
         for (;;) {
                 Exec *e = &a->exec;
-                struct pollfd p[5] = {
+                Session *cur = a->running ? e->session : NULL;
+                struct pollfd p[6 + 3 * _SBX_LANG_MAX] = {
                         { .fd = a->port_fd, .events = POLLIN },
                         { .fd = a->signal_fd, .events = POLLIN },
                         { .fd = a->timer_fd, .events = POLLIN },
-                        { .fd = a->running ? e->child.stdout_fd : -1, .events = POLLIN },
-                        { .fd = a->running ? e->child.stderr_fd : -1, .events = POLLIN },
+                        { .fd = !a->running ? -1 : cur ? cur->stdout_fd : e->child.stdout_fd, .events = POLLIN },
+                        { .fd = !a->running ? -1 : cur ? cur->stderr_fd : e->child.stderr_fd, .events = POLLIN },
+                        { .fd = cur && !e->exited ? cur->done_fd : -1, .events = POLLIN },
                 };
                 int timeout = -1;
 
-                if (a->running && e->exited) {
+                /* Idle interpreters: their background output is dropped. */
+                for (size_t i = 0; i < ELEMENTSOF(a->sessions); i++) {
+                        Session *s = &a->sessions[i];
+                        bool idle = s != cur && s->pid > 0;
+                        p[6 + 3 * i] = (struct pollfd) { .fd = idle ? s->stdout_fd : -1, .events = POLLIN };
+                        p[7 + 3 * i] = (struct pollfd) { .fd = idle ? s->stderr_fd : -1, .events = POLLIN };
+                        p[8 + 3 * i] = (struct pollfd) { .fd = idle ? s->done_fd : -1, .events = POLLIN };
+                }
+
+                if (a->running && e->exited && !cur) {
                         uint64_t now = now_usec(CLOCK_MONOTONIC);
                         timeout = now >= e->drain_deadline ? 0 : (int) ((e->drain_deadline - now + 999) / 1000);
                 }
@@ -323,14 +491,37 @@ int agent_run(int port_fd) {
 
                 /* Output first: whatever the code wrote goes out before EXIT. */
                 if (p[3].revents) {
-                        r = forward_output(a, &e->child.stdout_fd, SBX_STREAM_STDOUT);
+                        r = forward_output(a, cur ? &cur->stdout_fd : &e->child.stdout_fd, SBX_STREAM_STDOUT);
                         if (r < 0)
                                 return r;
                 }
                 if (p[4].revents) {
-                        r = forward_output(a, &e->child.stderr_fd, SBX_STREAM_STDERR);
+                        r = forward_output(a, cur ? &cur->stderr_fd : &e->child.stderr_fd, SBX_STREAM_STDERR);
                         if (r < 0)
                                 return r;
+                }
+                if (p[5].revents && cur && !e->exited) {
+                        int status;
+
+                        r = session_read_done(cur, &status);
+                        if (r > 0)
+                                on_session_done(a, status);
+                        else if (r < 0) {
+                                /* A broken driver: kill it, the exec ends as a crash. */
+                                log_debug("Session driver of exec %u closed its done pipe or wrote garbage.",
+                                          a->n_execs);
+                                cur->done_fd = safe_close(cur->done_fd);
+                                session_kill(cur);
+                        }
+                }
+                for (size_t i = 0; i < ELEMENTSOF(a->sessions); i++) {
+                        Session *s = &a->sessions[i];
+                        if (p[6 + 3 * i].revents && s->stdout_fd == p[6 + 3 * i].fd)
+                                discard_output(a, &s->stdout_fd);
+                        if (p[7 + 3 * i].revents && s->stderr_fd == p[7 + 3 * i].fd)
+                                discard_output(a, &s->stderr_fd);
+                        if (p[8 + 3 * i].revents && s->done_fd == p[8 + 3 * i].fd)
+                                discard_output(a, &s->done_fd);
                 }
                 if (p[1].revents)
                         reap_children(a);
@@ -344,9 +535,15 @@ int agent_run(int port_fd) {
                         }
                 }
 
-                if (a->running && e->exited &&
-                    ((e->child.stdout_fd < 0 && e->child.stderr_fd < 0) ||
-                     now_usec(CLOCK_MONOTONIC) >= e->drain_deadline)) {
+                if (a->running && e->exited && e->session) {
+                        r = finish_session_pipes(a);
+                        if (r >= 0)
+                                r = finish_exec(a);
+                        if (r < 0)
+                                return r;
+                } else if (a->running && e->exited &&
+                           ((e->child.stdout_fd < 0 && e->child.stderr_fd < 0) ||
+                            now_usec(CLOCK_MONOTONIC) >= e->drain_deadline)) {
                         if (e->child.stdout_fd >= 0 || e->child.stderr_fd >= 0)
                                 log_warning("Output of exec %u still open after %u s, dropping it.", a->n_execs,
                                             DRAIN_TIMEOUT_USEC / 1000000u);

@@ -115,6 +115,13 @@ int exec_request_parse(const uint8_t *payload, size_t len, ExecRequest *req, con
                                 goto bad;
                         req->have_clock = true;
                         break;
+                case SBX_T_SESSION: {
+                        uint8_t b;
+                        if (sbx_tlv_u8(v, n, &b) < 0)
+                                goto bad;
+                        req->session = b != 0;
+                        break;
+                }
                 case SBX_T_SEED:
                         req->seed = v;
                         req->seed_len = MIN((size_t) n, (size_t) SEED_MAX);
@@ -209,7 +216,7 @@ _noreturn_ static void child_fail(int report_fd, const char *step) {
 }
 
 _noreturn_ static void child_run(char *const argv[], char *const envp[], int null_fd, int out_fd, int err_fd,
-                                 int report_fd) {
+                                 const int extra_fds[], size_t n_extra, int report_fd) {
         static const struct {
                 int resource;
                 rlim_t limit;
@@ -217,6 +224,7 @@ _noreturn_ static void child_run(char *const argv[], char *const envp[], int nul
                 { RLIMIT_NPROC, 256 }, /* a fork bomb runs into EAGAIN */
                 { RLIMIT_CORE, 0 },
         };
+        int tmp[EXEC_EXTRA_FDS_MAX];
         sigset_t none;
 
         sigemptyset(&none);
@@ -231,12 +239,27 @@ _noreturn_ static void child_run(char *const argv[], char *const envp[], int nul
 
         if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
                 child_fail(report_fd, "dup2");
-        if (report_fd != 3) {
-                if (dup3(report_fd, 3, O_CLOEXEC) < 0)
-                        child_fail(report_fd, "dup3");
-                report_fd = 3;
+        /* Extra fds (sessions) go to 3, 4, ..., the report fd right after
+         * them. Move everything out of the way first so nothing is clobbered. */
+        if (n_extra > 0) {
+                int r2;
+
+                for (size_t i = 0; i < n_extra; i++)
+                        if ((tmp[i] = fcntl(extra_fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+                                child_fail(report_fd, "dup extra");
+                if ((r2 = fcntl(report_fd, F_DUPFD_CLOEXEC, 100)) < 0)
+                        child_fail(report_fd, "dup report");
+                report_fd = r2;
+                for (size_t i = 0; i < n_extra; i++)
+                        if (dup2(tmp[i], 3 + (int) i) < 0)
+                                child_fail(report_fd, "dup2 extra");
         }
-        if (close_range(4, ~0u, 0) < 0)
+        if (report_fd != 3 + (int) n_extra) {
+                if (dup3(report_fd, 3 + (int) n_extra, O_CLOEXEC) < 0)
+                        child_fail(report_fd, "dup3");
+                report_fd = 3 + (int) n_extra;
+        }
+        if (close_range(4 + (unsigned) n_extra, ~0u, 0) < 0)
                 child_fail(report_fd, "close_range");
 
         for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
@@ -286,60 +309,39 @@ static size_t build_env(const ExecRequest *req, const char *envp[], size_t max) 
         return n;
 }
 
-int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size) {
-        static const struct {
-                const char *suffix;
-                const char *argv[3];
-        } langs[_SBX_LANG_MAX] = {
-                /* -u: output streams live even if the env var is overridden. */
-                [SBX_LANG_PYTHON] = { "py", { "/usr/bin/python3", "-u" } },
-                /* .ts so TypeScript works; plain JavaScript is valid TypeScript for Bun. */
-                [SBX_LANG_JAVASCRIPT] = { "ts", { "/usr/local/bin/bun", "run" } },
-                [SBX_LANG_RAW] = { "sh", { "/bin/bash" } },
-        };
+static int spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
+                      ExecChild *ret, char *reason, size_t reason_size) {
         const char *envp[ELEMENTSOF(base_env) + SBX_ENV_COUNT_MAX + 1];
-        const char *argv[4] = {};
         _cleanup_(close_pairp) int out[2] = { -EBADF, -EBADF }, err[2] = { -EBADF, -EBADF },
                                  report[2] = { -EBADF, -EBADF };
         _cleanup_close_ int null_fd = -EBADF;
         ChildFailure f;
-        size_t n = 0;
         ssize_t k;
         pid_t pid;
         int r;
 
-        if (req->language < 0 || req->language >= _SBX_LANG_MAX) {
-                snprintf(reason, reason_size, "unsupported language");
+        if (n_extra > EXEC_EXTRA_FDS_MAX) {
+                snprintf(reason, reason_size, "too many fds");
                 return -EINVAL;
         }
-        *ret = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
-        snprintf(ret->path, sizeof ret->path, SBX_GUEST_RUNDIR "/code-%u.%s", id, langs[req->language].suffix);
-        r = write_code_file(ret->path, req->code, req->code_len);
-        if (r < 0) {
-                snprintf(reason, reason_size, "cannot write %s: %s", ret->path, strerror(-r));
-                return r;
-        }
-
-        for (size_t i = 0; i < ELEMENTSOF(langs[0].argv) && langs[req->language].argv[i]; i++)
-                argv[n++] = langs[req->language].argv[i];
-        argv[n] = ret->path;
         build_env(req, envp, ELEMENTSOF(envp) - 1);
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (null_fd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) {
                 r = -errno;
                 snprintf(reason, reason_size, "cannot set up the child's fds: %s", strerror(-r));
-                goto fail;
+                return r;
         }
 
         pid = fork();
         if (pid < 0) {
                 r = -errno;
                 snprintf(reason, reason_size, "fork failed: %s", strerror(-r));
-                goto fail;
+                return r;
         }
         if (pid == 0)
-                child_run((char *const *) argv, (char *const *) envp, null_fd, out[1], err[1], report[1]);
+                child_run((char *const *) argv, (char *const *) envp, null_fd, out[1], err[1], extra_fds, n_extra,
+                          report[1]);
 
         /* The report pipe closes on a successful execve(), or carries the failure. */
         report[1] = safe_close(report[1]);
@@ -351,12 +353,10 @@ int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason
                 if (k == (ssize_t) sizeof f) {
                         f.step[sizeof f.step - 1] = 0;
                         snprintf(reason, reason_size, "cannot start %s: %s: %s", argv[0], f.step, strerror(f.error));
-                        r = -f.error;
-                } else {
-                        snprintf(reason, reason_size, "cannot start %s", argv[0]);
-                        r = -EIO;
+                        return -f.error ?: -EIO;
                 }
-                goto fail;
+                snprintf(reason, reason_size, "cannot start %s", argv[0]);
+                return -EIO;
         }
 
         (void) fd_set_nonblock(out[0], 1);
@@ -365,10 +365,63 @@ int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason
         ret->stdout_fd = TAKE_FD(out[0]);
         ret->stderr_fd = TAKE_FD(err[0]);
         return 0;
+}
 
-fail:
-        (void) unlink(ret->path);
-        return r < 0 ? r : -EIO;
+int exec_spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
+                    ExecChild *ret, char *reason, size_t reason_size) {
+        *ret = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
+        return spawn_argv(argv, req, extra_fds, n_extra, ret, reason, reason_size);
+}
+
+int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, char *reason,
+                    size_t reason_size) {
+        static const char *const suffix[_SBX_LANG_MAX] = {
+                [SBX_LANG_PYTHON] = "py",
+                /* .ts so TypeScript works; plain JavaScript is valid TypeScript for Bun. */
+                [SBX_LANG_JAVASCRIPT] = "ts",
+                [SBX_LANG_RAW] = "sh",
+        };
+        int r;
+
+        if (req->language < 0 || req->language >= _SBX_LANG_MAX) {
+                snprintf(reason, reason_size, "unsupported language");
+                return -EINVAL;
+        }
+        snprintf(path, path_size, SBX_GUEST_RUNDIR "/code-%u.%s", id, suffix[req->language]);
+        r = write_code_file(path, req->code, req->code_len);
+        if (r < 0) {
+                snprintf(reason, reason_size, "cannot write %s: %s", path, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size) {
+        static const char *const interpreters[_SBX_LANG_MAX][3] = {
+                /* -u: output streams live even if the env var is overridden. */
+                [SBX_LANG_PYTHON] = { "/usr/bin/python3", "-u" },
+                [SBX_LANG_JAVASCRIPT] = { "/usr/local/bin/bun", "run" },
+                [SBX_LANG_RAW] = { "/bin/bash" },
+        };
+        const char *argv[4] = {};
+        size_t n = 0;
+        int r;
+
+        *ret = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
+        r = exec_write_code(req, id, ret->path, sizeof ret->path, reason, reason_size);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(interpreters[0]) && interpreters[req->language][i]; i++)
+                argv[n++] = interpreters[req->language][i];
+        argv[n] = ret->path;
+
+        r = spawn_argv(argv, req, NULL, 0, ret, reason, reason_size);
+        if (r < 0) {
+                (void) unlink(ret->path);
+                return r;
+        }
+        return 0;
 }
 
 void kill_user_processes(void) {

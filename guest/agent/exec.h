@@ -23,6 +23,7 @@ typedef struct ExecRequest {
         uint64_t clock_ns;
         const uint8_t *seed; /* points into the frame payload */
         size_t seed_len;
+        bool session; /* SBX_T_SESSION: run in the persistent interpreter */
 } ExecRequest;
 
 typedef struct ExecChild {
@@ -42,6 +43,17 @@ void exec_apply_host_state(const ExecRequest *req);
 /* Writes the code file and starts the interpreter. On failure, a message for
  * SBX_G_ERROR is left in reason. */
 int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size);
+
+/* Writes the code to SBX_GUEST_RUNDIR/code-ID.{py,ts,sh} (path, at least 64 bytes). */
+int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, char *reason,
+                    size_t reason_size);
+
+/* Starts argv exactly like a one-shot exec's interpreter (uid 1000, limits,
+ * environment from req, cwd, stdout/stderr pipes), with extra_fds[i] at fd
+ * 3 + i in the child (not close-on-exec there). ret->path stays empty. */
+#define EXEC_EXTRA_FDS_MAX 4u
+int exec_spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
+                    ExecChild *ret, char *reason, size_t reason_size);
 
 /* SIGKILLs every process of the sandbox user, including ones that left the
  * exec's process group. Returns once the signals are sent. */

@@ -7,6 +7,7 @@ Usage: test-agent.py --kernel BZIMAGE --initrd INITRAMFS.cpio [--rootfs IMG]
                      [--only NAME ...] [--boots N]
 """
 import argparse
+import hashlib
 import os
 import shutil
 import socket
@@ -24,6 +25,10 @@ G_HELLO, G_OUTPUT, G_EXIT, G_ERROR, G_PONG = 1, 2, 3, 4, 5
 H_EXEC, H_PING, H_CANCEL = 64, 65, 66
 T_VERSION, T_UPTIME_MS, T_STREAM, T_DATA, T_EXIT_CODE, T_EXEC_MS, T_TIMED_OUT, T_MESSAGE = 1, 2, 3, 4, 5, 6, 7, 8
 T_LANGUAGE, T_CODE, T_TIMEOUT_MS, T_ENV, T_CLOCK_NS, T_SEED = 9, 10, 11, 12, 13, 14
+G_FILE_RESULT, G_FILE_DATA, G_LIST_ENTRY = 6, 7, 8
+H_FILE_WRITE, H_FILE_DATA, H_FILE_END, H_FILE_READ, H_LIST = 67, 68, 69, 70, 71
+T_SESSION, T_PATH, T_MODE, T_SIZE, T_NAME, T_IS_DIR, T_FILE_STATUS, T_STATE_RESET = 40, 41, 42, 43, 44, 45, 46, 47
+FILE_OK, FILE_INVALID_PATH, FILE_NOT_FOUND, FILE_IO_ERROR, FILE_TOO_LARGE = 0, 1, 2, 3, 4
 
 
 def tlv(tag, value):
@@ -42,6 +47,7 @@ def parse_tlvs(payload):
 
 class Guest:
     def __init__(self, kernel, initrd, rootfs, mem=256, append=""):
+        self.mem = mem
         self.dir = tempfile.mkdtemp(prefix="sbx-guest-test-")
         self.console = os.path.join(self.dir, "console.log")
         sock_path = os.path.join(self.dir, "agent.sock")
@@ -113,13 +119,15 @@ class Guest:
         d = dict(items)
         return struct.unpack("<I", d[T_VERSION])[0], struct.unpack("<Q", d[T_UPTIME_MS])[0]
 
-    def start(self, lang, code, timeout_ms=10000, env=(), seed=None):
+    def start(self, lang, code, timeout_ms=10000, env=(), seed=None, session=False):
         items = [(T_LANGUAGE, lang.encode()), (T_CODE, code.encode()),
                  (T_TIMEOUT_MS, struct.pack("<I", timeout_ms)),
                  (T_CLOCK_NS, struct.pack("<Q", time.time_ns()))]
         items += [(T_ENV, e.encode()) for e in env]
         if seed is not None:
             items.append((T_SEED, seed))
+        if session:
+            items.append((T_SESSION, b"\x01"))
         self.send(H_EXEC, items)
 
     def wait(self, timeout=60):
@@ -136,6 +144,8 @@ class Guest:
                     "code": struct.unpack("<i", d[T_EXIT_CODE])[0],
                     "exec_ms": struct.unpack("<Q", d[T_EXEC_MS])[0],
                     "timed_out": d[T_TIMED_OUT] == b"\x01",
+                    "state_reset": d.get(T_STATE_RESET) == b"\x01",
+                    "has_state_reset": T_STATE_RESET in d,
                 }
             elif typ == G_ERROR:
                 return {"error": d[T_MESSAGE].decode()}
@@ -145,6 +155,58 @@ class Guest:
     def run(self, lang, code, timeout_ms=10000, **kw):
         self.start(lang, code, timeout_ms, **kw)
         return self.wait(timeout_ms / 1000 + 30)
+
+    def srun(self, lang, code, timeout_ms=10000, **kw):
+        return self.run(lang, code, timeout_ms, session=True, **kw)
+
+    @staticmethod
+    def file_result(items):
+        d = dict(items)
+        return {"status": struct.unpack("<I", d[T_FILE_STATUS])[0], "size": struct.unpack("<Q", d[T_SIZE])[0],
+                "message": d.get(T_MESSAGE, b"").decode()}
+
+    def write_file(self, path, chunks, mode=None):
+        items = [(T_PATH, path if isinstance(path, bytes) else path.encode())]
+        if mode is not None:
+            items.append((T_MODE, struct.pack("<I", mode)))
+        self.send(H_FILE_WRITE, items)
+        for c in chunks:
+            self.send(H_FILE_DATA, [(T_DATA, c)])
+        self.send(H_FILE_END)
+        typ, items = self.recv(timeout=120)
+        assert typ == G_FILE_RESULT, f"expected FILE_RESULT, got {typ}"
+        return self.file_result(items)
+
+    def read_file(self, path):
+        self.send(H_FILE_READ, [(T_PATH, path if isinstance(path, bytes) else path.encode())])
+        data = bytearray()
+        while True:
+            typ, items = self.recv(timeout=120)
+            if typ == G_FILE_DATA:
+                d = dict(items)[T_DATA]
+                assert len(d) <= 32 * 1024
+                data += d
+            elif typ == G_FILE_RESULT:
+                r = self.file_result(items)
+                r["data"] = bytes(data)
+                return r
+            else:
+                raise AssertionError(f"unexpected message {typ} during read")
+
+    def list_dir(self, path=""):
+        self.send(H_LIST, [(T_PATH, path.encode())])
+        entries = {}
+        while True:
+            typ, items = self.recv(timeout=60)
+            d = dict(items)
+            if typ == G_LIST_ENTRY:
+                entries[d[T_NAME].decode()] = (d[T_IS_DIR] == b"\x01", struct.unpack("<Q", d[T_SIZE])[0])
+            elif typ == G_FILE_RESULT:
+                r = self.file_result(items)
+                r["entries"] = entries
+                return r
+            else:
+                raise AssertionError(f"unexpected message {typ} during list")
 
 
 TESTS = []
@@ -366,8 +428,325 @@ def clock_and_seed(g):
     check(abs(t - now) < 5, "clock", (t, now, r))
 
 
+# ---- sessions (SBX_T_SESSION) and file operations ----
+
+def sok(r, out, what, code=0, reset=False):
+    check(r.get("stdout") == out and r.get("code") == code and r.get("state_reset") == reset
+          and r.get("has_state_reset") and not r.get("timed_out"), what, r)
+
+
+@test
+def session_python_state(g):
+    # A one-shot exec kills every user process, so start from a known state.
+    r = g.srun("python", "x = 1\nimport math\ndef f(): return math.floor(math.pi)")
+    check(r.get("code") == 0 and r.get("has_state_reset"), "py 1", r)
+    sok(g.srun("python", "x += 1\nprint(x, f())"), b"2 3\n", "py 2")
+    sok(g.srun("python", "x += 1\nprint(x, f(), math.e > 2)"), b"3 3 True\n", "py 3")
+
+
+@test
+def session_python_exception(g):
+    r = g.srun("python", "def g():\n    raise ValueError('bad')\ng()")
+    check(r.get("code") == 1 and not r["state_reset"] and b"ValueError: bad" in r["stderr"]
+          and b"Traceback" in r["stderr"] and b"session.py" not in r["stderr"], "exception", r)
+    sok(g.srun("python", "print(x)"), b"3\n", "state after exception")
+
+
+@test
+def session_python_sys_exit(g):
+    r = g.srun("python", "import sys; print('a'); sys.exit(3)")
+    sok(r, b"a\n", "sys.exit(3)", code=3)
+    sok(g.srun("python", "import sys; sys.exit()"), b"", "sys.exit()", code=0)
+    r = g.srun("python", "import sys; sys.exit('msg')")
+    check(r.get("code") == 1 and r["stderr"] == b"msg\n" and not r["state_reset"], "sys.exit(msg)", r)
+    sok(g.srun("python", "print(x)"), b"3\n", "state after sys.exit")
+
+
+@test
+def session_python_syntax_error(g):
+    r = g.srun("python", "def (:")
+    check(r.get("code") == 1 and b"SyntaxError" in r["stderr"] and not r["state_reset"], "syntax error", r)
+    sok(g.srun("python", "print(x)"), b"3\n", "state after syntax error")
+
+
+@test
+def session_python_os_exit(g):
+    r = g.srun("python", "import os; print('bye', flush=True); os._exit(7)")
+    sok(r, b"bye\n", "os._exit(7)", code=7, reset=True)
+    r = g.srun("python", "print(x)")
+    check(r.get("code") == 1 and b"NameError" in r["stderr"] and not r["state_reset"], "fresh after _exit", r)
+    sok(g.srun("python", "x = 10"), b"", "python again")
+
+
+@test
+def session_python_signal(g):
+    sok(g.srun("python", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), b"", "SIGKILL", 137, True)
+    sok(g.srun("python", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"), b"", "SIGTERM", 143, True)
+    sok(g.srun("python", "print('fresh' if 'x' not in globals() else x)"), b"fresh\n", "after signal")
+
+
+@test
+def session_python_timeout(g):
+    sok(g.srun("python", "y = 5"), b"", "setup")
+    t = time.monotonic()
+    r = g.srun("python", "import time\nprint('start', flush=True)\nwhile True: pass", timeout_ms=2000)
+    check(r.get("code") == -1 and r["timed_out"] and r["state_reset"] and r["stdout"] == b"start\n", "timeout", r)
+    check(time.monotonic() - t < 6, "timeout took too long", time.monotonic() - t)
+    r = g.srun("python", "print('y' in globals())")
+    sok(r, b"False\n", "fresh after timeout")
+
+
+@test
+def session_python_oom(g):
+    sok(g.srun("python", "z = 1"), b"", "setup")
+    # Incompressible pages: zram swap cannot stretch the RAM much, so the OOM killer comes sooner.
+    r = g.srun("python", "import os\na = []\nwhile True: a.append(os.urandom(16 << 20))", timeout_ms=120000)
+    check(r.get("code") == 137 and r["state_reset"] and not r["timed_out"], "OOM in session", r)
+    sok(g.srun("python", "print('z' in globals())"), b"False\n", "fresh after OOM")
+
+
+@test
+def session_python_fork(g):
+    sok(g.srun("python", "w = 1"), b"", "setup")
+    r = g.srun("python", "import os\npid = os.fork()\nif pid == 0:\n    print('child', flush=True)\n"
+                         "else:\n    os.waitpid(pid, 0)\n    print('parent')")
+    sok(r, b"child\nparent\n", "fork without _exit in the child")
+    sok(g.srun("python", "print(w)"), b"1\n", "state after fork")
+
+
+@test
+def session_python_output(g):
+    r = g.srun("python", "import sys\nprint('o' * 300000)\nsys.stderr.write('e' * 50000)\n"
+                         "sys.stdout.write('tail')")
+    check(r.get("stdout") == b"o" * 300000 + b"\ntail" and r["stderr"] == b"e" * 50000, "big session output",
+          {k: (len(v) if isinstance(v, bytes) else v) for k, v in r.items()})
+    sok(g.srun("python", "print('next')"), b"next\n", "no leftovers")
+
+
+@test
+def session_python_latency(g):
+    g.srun("python", "x = 0")
+    times = []
+    for _ in range(20):
+        t = time.monotonic()
+        r = g.srun("python", "x=1")
+        times.append((time.monotonic() - t) * 1000)
+        sok(r, b"", "x=1")
+    times.sort()
+    print(f"    warm python session exec: median {times[10]:.1f} ms, min {times[0]:.1f}, max {times[-1]:.1f}")
+
+
+@test
+def session_raw_state(g):
+    r = g.srun("raw", "x=5; f() { echo \"f:$1\"; }; export E=exported; cd /tmp")
+    check(r.get("code") == 0, "raw 1", r)
+    sok(g.srun("raw", "echo $x; f 1; bash -c 'echo $E'; pwd; x=6"), b"5\nf:1\nexported\n/tmp\n", "raw 2")
+    sok(g.srun("raw", "echo $x; f 2; pwd"), b"6\nf:2\n/tmp\n", "raw 3")
+
+
+@test
+def session_raw_status(g):
+    sok(g.srun("raw", "echo a; false"), b"a\n", "false", code=1)
+    sok(g.srun("raw", "(exit 42)"), b"", "status 42", code=42)
+    sok(g.srun("raw", "echo $x"), b"6\n", "kept after failure")
+    sok(g.srun("raw", "echo bye; exit 4"), b"bye\n", "exit 4", code=4, reset=True)
+    sok(g.srun("raw", "echo ${x:-unset}; pwd"), b"unset\n/home/user\n", "fresh after exit")
+
+
+@test
+def session_raw_timeout(g):
+    sok(g.srun("raw", "x=1"), b"", "setup")
+    r = g.srun("raw", "echo s; sleep 100", timeout_ms=2000)
+    check(r.get("code") == -1 and r["timed_out"] and r["state_reset"] and r["stdout"] == b"s\n", "raw timeout", r)
+    sok(g.srun("raw", "echo ${x:-unset}"), b"unset\n", "fresh after timeout")
+
+
+@test
+def session_background(g):
+    r = g.srun("raw", "sleep 1000 >/dev/null 2>&1 & bg=$!; echo started")
+    check(r.get("stdout") == b"started\n" and r["exec_ms"] < 1500, "background start", r)
+    sok(g.srun("raw", "kill -0 $bg && echo alive"), b"alive\n", "background survives")
+    r = g.srun("python", "import subprocess; subprocess.Popen(['sleep', '1000']); print('ok')")
+    sok(r, b"ok\n", "python background")
+    sok(g.srun("raw", "pgrep -c -u user -x sleep"), b"2\n", "both sleeps alive")
+    sok(g.srun("raw", "kill $bg; pkill -u user -x sleep; true"), b"", "cleanup")
+
+
+@test
+def session_cancel(g):
+    g.srun("python", "c = 1")
+    g.start("python", "import time; print('started', flush=True); time.sleep(100)", session=True)
+    typ, items = g.recv()
+    check(typ == G_OUTPUT, "output before cancel", items)
+    g.send(H_CANCEL)
+    r = g.wait()
+    check(r.get("code") == 137 and r["state_reset"], "session cancel", r)
+    sok(g.srun("python", "print('c' in globals())"), b"False\n", "fresh after cancel")
+
+
+@test
+def session_javascript(g):
+    r = g.srun("javascript", "const a: number = 40; let b = 1; function f(n: number): number { return n + 1 }\n"
+                             "class C { v = 7 }\nconsole.log('one')")
+    check(r.get("stdout") == b"one\n" and r["code"] == 0, "js 1", r)
+    sok(g.srun("javascript", "b += 1; console.log(a + b, f(1), new C().v)"), b"42 2 7\n", "js 2")
+    sok(g.srun("javascript", "import { join } from 'path'; console.log(a + b, join('x', 'y'))"), b"42 x/y\n", "js 3")
+    r = g.srun("javascript", "throw new Error('boom')")
+    check(r.get("code") == 1 and b"boom" in r["stderr"] and not r["state_reset"], "js exception", r)
+    sok(g.srun("javascript", "console.log(b)"), b"2\n", "js state after exception")
+    r = g.srun("javascript", "const a = 5")
+    check(r.get("code") == 1 and not r["state_reset"], "redeclared const", r)
+    r = g.srun("javascript", "let q: = ;")
+    check(r.get("code") == 1 and not r["state_reset"] and r["stderr"], "js syntax error", r)
+    sok(g.srun("javascript", "console.log(a)"), b"40\n", "js state after errors")
+    sok(g.srun("javascript", "const v = await Promise.resolve(3); console.log(v * b)"), b"6\n", "top-level await")
+    r = g.srun("javascript", "process.stdout.write('x'.repeat(100000)); console.error('e'); process.exit(6)")
+    check(r.get("code") == 6 and r["state_reset"] and r["stdout"] == b"x" * 100000, "process.exit(6)",
+          {k: (len(v) if isinstance(v, bytes) else v) for k, v in r.items()})
+    sok(g.srun("javascript", "console.log(typeof b)"), b"undefined\n", "js fresh after exit")
+
+
+@test
+def session_files(g):
+    data = os.urandom(20 * 1024 * 1024)
+    t = time.monotonic()
+    chunks = [data[i:i + 1024 * 1024] for i in range(0, len(data), 1024 * 1024)]
+    w = g.write_file("big.bin", chunks)
+    tw = time.monotonic() - t
+    check(w["status"] == FILE_OK and w["size"] == len(data), "write 20 MB", w)
+    sok(g.srun("raw", "sha256sum /home/user/big.bin | cut -d' ' -f1; stat -c '%U %a' /home/user/big.bin"),
+        hashlib.sha256(data).hexdigest().encode() + b"\nuser 644\n", "sha256 in guest")
+    t = time.monotonic()
+    r = g.read_file("big.bin")
+    tr = time.monotonic() - t
+    check(r["status"] == FILE_OK and r["size"] == len(data) and hashlib.sha256(r["data"]).digest() ==
+          hashlib.sha256(data).digest(), "read 20 MB", {k: v for k, v in r.items() if k != "data"})
+    print(f"    20 MB write {tw * 1000:.0f} ms, read {tr * 1000:.0f} ms, round trip {(tw + tr) * 1000:.0f} ms")
+    sok(g.srun("raw", "mkdir -p /home/user/d/e && echo hi > /home/user/d/f"), b"", "mkdir")
+    w = g.write_file("d//./e/script.sh", [b"#!/bin/sh\necho run\n"], mode=0o755)
+    check(w["status"] == FILE_OK and w["size"] == 19, "write with mode", w)
+    sok(g.srun("raw", "stat -c '%U %G %a' /home/user/d/e/script.sh; /home/user/d/e/script.sh"),
+        b"user user 755\nrun\n", "mode and owner")
+    r = g.list_dir("")
+    check(r["status"] == FILE_OK and r["entries"].get("big.bin") == (False, len(data))
+          and r["entries"].get("d", (None,))[0] is True and "." not in r["entries"], "list home", r)
+    r = g.list_dir("d")
+    check(r["status"] == FILE_OK and r["entries"] == {"e": (True, r["entries"]["e"][1]), "f": (False, 3)}
+          and r["size"] == 2, "list d", r)
+    r = g.read_file("d/f")
+    check(r["status"] == FILE_OK and r["data"] == b"hi\n", "read small", r)
+    w = g.write_file("empty", [])
+    check(w["status"] == FILE_OK and w["size"] == 0 and g.read_file("empty")["data"] == b"", "empty file", w)
+
+
+@test
+def session_child_fds(g):
+    # The driver's request and done pipes do not reach user processes.
+    sok(g.srun("raw", "ls /proc/self/fd | tr '\\n' ' '"), b"0 1 2 3 ", "bash child fds")
+    sok(g.srun("python", "import os, sys; sys.stdout.flush(); os.system(\"ls /proc/self/fd | tr '\\\\n' ' '\")"),
+        b"0 1 2 3 ", "python child fds")
+    r = g.srun("javascript", "const p = Bun.spawnSync(['sh', '-c', 'ls /proc/self/fd | tr \"\\\\n\" \" \"']); "
+                             "console.log(p.stdout.toString())")
+    print(f"    javascript child fds: {r.get('stdout')!r}")
+
+
+@test
+def session_file_errors(g):
+    sok(g.srun("python", "fe = 10"), b"", "setup")
+    sok(g.srun("raw", "mkdir -p /home/user/d; echo hi > /home/user/d/f; rm -f /home/user/fifo; "
+                      "ln -sfn /etc /home/user/evil; ln -sfn ../.. /home/user/up; ln -sfn /etc/passwd /home/user/pw;"
+                      " ln -sfn d/f /home/user/inside; mkfifo /home/user/fifo"), b"", "make links")
+    cases = [
+        ("read", "../x", FILE_INVALID_PATH), ("read", "/etc/passwd", FILE_INVALID_PATH),
+        ("read", "evil/passwd", FILE_INVALID_PATH), ("read", "up/etc/passwd", FILE_INVALID_PATH),
+        ("read", "pw", FILE_INVALID_PATH), ("read", "d/../../x", FILE_INVALID_PATH),
+        ("read", "a" * 4097, FILE_INVALID_PATH), ("read", "a" * 256, FILE_INVALID_PATH),
+        ("read", "missing", FILE_NOT_FOUND), ("read", "d/missing/x", FILE_NOT_FOUND),
+        ("read", "d", FILE_INVALID_PATH), ("read", "", FILE_INVALID_PATH), ("read", "fifo", FILE_INVALID_PATH),
+        ("read", "a\0b", FILE_INVALID_PATH),
+        ("write", "../x", FILE_INVALID_PATH), ("write", "/tmp/x", FILE_INVALID_PATH),
+        ("write", "evil/x", FILE_INVALID_PATH), ("write", "pw", FILE_INVALID_PATH),
+        ("write", "nodir/x", FILE_NOT_FOUND), ("write", "d", FILE_INVALID_PATH), ("write", "", FILE_INVALID_PATH),
+        ("write", "a" * 4097, FILE_INVALID_PATH), ("write", "fifo", FILE_INVALID_PATH),
+        ("list", "../", FILE_INVALID_PATH), ("list", "evil", FILE_INVALID_PATH), ("list", "up", FILE_INVALID_PATH),
+        ("list", "missing", FILE_NOT_FOUND), ("list", "d/f", FILE_INVALID_PATH), ("list", "/", FILE_INVALID_PATH),
+    ]
+    for op, path, want in cases:
+        if op == "read":
+            r = g.read_file(path)
+            check(not r["data"], "no data", (path, r))
+        elif op == "write":
+            r = g.write_file(path, [b"x"])
+        else:
+            r = g.list_dir(path)
+            check(not r["entries"], "no entries", (path, r))
+        check(r["status"] == want and r["message"], f"{op} {path[:20]!r}", r)
+    r = g.read_file("inside")
+    check(r["status"] == FILE_OK and r["data"] == b"hi\n", "symlink inside home", r)
+    sok(g.srun("raw", "cat /etc/passwd | head -c 0; ls /tmp/x 2>/dev/null; echo still"), b"still\n", "session ok")
+    sok(g.srun("python", "print(fe)"), b"10\n", "python session kept through file ops")
+
+
+@test
+def session_file_busy(g):
+    g.start("raw", "sleep 1; echo done", session=True)
+    time.sleep(0.3)
+    r = g.read_file("d/f")
+    check(r["status"] == FILE_IO_ERROR and r["message"] == "busy", "read while busy", r)
+    r = g.write_file("busy.txt", [b"x"])
+    check(r["status"] == FILE_IO_ERROR and r["message"] == "busy", "write while busy", r)
+    r = g.wait()
+    sok(r, b"done\n", "exec during file ops")
+    g.send(H_FILE_WRITE, [(T_PATH, b"during.txt")])
+    g.send(H_FILE_DATA, [(T_DATA, b"abc")])
+    r = g.srun("raw", "echo no")
+    check("error" in r, "exec during a file write is refused", r)
+    g.send(H_FILE_END)
+    typ, items = g.recv()
+    check(typ == G_FILE_RESULT and g.file_result(items)["status"] == FILE_OK, "write after refused exec", items)
+    check(g.read_file("during.txt")["data"] == b"abc", "content")
+    check(g.read_file("busy.txt")["status"] == FILE_NOT_FOUND, "busy write left nothing")
+
+
+@test
+def session_file_disk_full(g):
+    # /home/user is capped at half the RAM (128 MiB of 256).
+    chunk = b"\0" * (1024 * 1024)
+    t = time.monotonic()
+    r = g.write_file("huge.bin", [chunk] * 200)
+    check(r["status"] == FILE_IO_ERROR and "No space left on device" in r["message"], "ENOSPC", r)
+    print(f"    200 MB write into a full disk: {(time.monotonic() - t) * 1000:.0f} ms, {r['message']!r}")
+    check("huge.bin" not in g.list_dir("")["entries"], "partial file removed")
+    sok(g.srun("raw", "echo fine"), b"fine\n", "session after disk full")
+
+
+@test
+def session_file_too_large(g):
+    if g.mem < 1200:
+        print("    skipped: needs --mem 1200 or more (the home tmpfs is half the RAM)")
+        return
+    chunk = b"\1" * (4 * 1024 * 1024 - 64)
+    n = (500 * 1024 * 1024) // len(chunk) + 2
+    t = time.monotonic()
+    r = g.write_file("toolarge.bin", [chunk] * n)
+    check(r["status"] == FILE_TOO_LARGE and r["size"] == 0, "TOO_LARGE", r)
+    print(f"    {n * len(chunk) >> 20} MiB write: {(time.monotonic() - t) * 1000:.0f} ms, {r['message']!r}")
+    check("toolarge.bin" not in g.list_dir("")["entries"], "partial file removed")
+    r = g.srun("raw", "df --output=used -B1M /home/user | tail -1")
+    check(r.get("code") == 0 and int(r["stdout"]) < 100, "space freed", r)
+
+
+@test
+def session_killed_by_oneshot(g):
+    sok(g.srun("python", "k = 1"), b"", "setup")
+    r = g.run("raw", "echo one-shot")
+    check(r.get("stdout") == b"one-shot\n" and not r["has_state_reset"], "one-shot between session execs", r)
+    sok(g.srun("python", "print('k' in globals())"), b"False\n", "reset reported", reset=True)
+    sok(g.srun("python", "print('k' in globals())"), b"False\n", "reported once")
+
+
 def boot(args, append="", timeout=60, quiet=False):
-    g = Guest(args.kernel, args.initrd, args.rootfs, append=append)
+    g = Guest(args.kernel, args.initrd, args.rootfs, mem=args.mem, append=append)
     try:
         version, uptime = g.hello(timeout=timeout)
     except Exception:
@@ -386,6 +765,7 @@ def main():
     p.add_argument("--only", nargs="*")
     p.add_argument("--boots", type=int, default=0, help="measure boot-to-HELLO over N boots")
     p.add_argument("--append", default="")
+    p.add_argument("--mem", type=int, default=256, help="guest RAM in MiB (session_file_too_large needs 1200)")
     p.add_argument("--console", action="store_true", help="print the serial console at the end")
     args = p.parse_args()
 
