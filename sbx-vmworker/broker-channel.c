@@ -45,6 +45,8 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, result->accel);
         if (result->message)
                 sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
+        if (result->have_state_reset)
+                sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
         return broker_send(c, &m);
 }
 
@@ -54,5 +56,37 @@ int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message) {
         sbx_msg_begin(&m, SBX_W_ERROR);
         sbx_msg_put_u32(&m, SBX_T_ERROR_KIND, (uint32_t) kind);
         sbx_msg_put_str(&m, SBX_T_MESSAGE, message);
+        return broker_send(c, &m);
+}
+
+int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_SESSION_READY);
+        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
+        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, setup_ms);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, accel);
+        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
+        return broker_send(c, &m);
+}
+
+int broker_send_file_result(FramedConn *c, SbxFileStatus status, uint64_t size, const char *message) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_FILE_RESULT);
+        sbx_msg_put_u32(&m, SBX_T_FILE_STATUS, (uint32_t) status);
+        sbx_msg_put_u64(&m, SBX_T_SIZE, size);
+        if (message && *message)
+                sbx_msg_put_str(&m, SBX_T_MESSAGE, message);
+        return broker_send(c, &m);
+}
+
+int broker_send_list_entry(FramedConn *c, const char *name, bool is_dir, uint64_t size) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_W_LIST_ENTRY);
+        sbx_msg_put_str(&m, SBX_T_NAME, name);
+        sbx_msg_put_u8(&m, SBX_T_IS_DIR, is_dir);
+        sbx_msg_put_u64(&m, SBX_T_SIZE, size);
         return broker_send(c, &m);
 }

@@ -20,9 +20,14 @@ typedef struct RunResult {
         bool timed_out, stdout_truncated, stderr_truncated;
         const char *accel;
         const char *message; /* optional */
+        bool have_state_reset, state_reset; /* session execs only */
 } RunResult;
 
 int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms);
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n);
 int broker_send_result(FramedConn *c, const RunResult *result);
 int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message);
+/* Sessions. */
+int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid);
+int broker_send_file_result(FramedConn *c, SbxFileStatus status, uint64_t size, const char *message);
+int broker_send_list_entry(FramedConn *c, const char *name, bool is_dir, uint64_t size);

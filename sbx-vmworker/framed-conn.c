@@ -15,7 +15,7 @@ static int framed_conn_update_events(FramedConn *c) {
 
         if (!c->io)
                 return 0;
-        if (!c->stopped)
+        if (!c->stopped && !c->paused)
                 events |= EPOLLIN;
         if (!c->closed && c->out_end > c->out_start)
                 events |= EPOLLOUT;
@@ -62,7 +62,7 @@ static int framed_conn_write_some(FramedConn *c) {
 }
 
 static void framed_conn_dispatch(FramedConn *c) {
-        while (!c->stopped) {
+        while (!c->stopped && !c->paused) {
                 uint8_t type;
                 const uint8_t *payload;
                 size_t len;
@@ -74,16 +74,22 @@ static void framed_conn_dispatch(FramedConn *c) {
                         framed_conn_fail(c, r);
                         return;
                 }
-                if (c->on_frame(c, type, payload, len, c->userdata) != 0)
+                r = c->on_frame(c, type, payload, len, c->userdata);
+                if (r == FRAMED_CONN_PAUSE) {
+                        c->paused = true;
+                        (void) framed_conn_update_events(c);
+                } else if (r != 0)
                         framed_conn_stop(c);
         }
 }
 
 /* One read, then every complete frame. Returns false when nothing more can be read now. */
 static bool framed_conn_read_once(FramedConn *c) {
-        int r = sbx_frame_reader_fill(&c->reader, c->fd);
+        int r = c->recv_fds ? sbx_frame_reader_fill_with_fds(&c->reader, c->fd) : sbx_frame_reader_fill(&c->reader, c->fd);
         if (r == -EAGAIN || r == -EINTR)
                 return false;
+        if (r == -EMFILE) /* more fds than frames can use: garbage */
+                r = -EBADMSG;
         if (r < 0 && r != -EBADMSG) {
                 framed_conn_fail(c, r);
                 return false;
@@ -94,7 +100,7 @@ static bool framed_conn_read_once(FramedConn *c) {
                 framed_conn_fail(c, r);
                 return false;
         }
-        return !c->stopped;
+        return !c->stopped && !c->paused;
 }
 
 static int on_framed_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -109,8 +115,14 @@ static int on_framed_conn_io(sd_event_source *s, int fd, uint32_t revents, void 
                         framed_conn_fail(c, r);
                         return 0;
                 }
+                if (c->out_end == c->out_start && c->on_drain) {
+                        (void) framed_conn_update_events(c);
+                        c->on_drain(c, c->userdata);
+                        if (c->fd < 0 || c->closed)
+                                return 0;
+                }
         }
-        if (!c->stopped && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (!c->stopped && !c->paused && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 (void) framed_conn_read_once(c);
         else if (c->stopped && !c->closed && (revents & (EPOLLHUP | EPOLLERR)))
                 /* Not reading any more, but the peer is gone: stop writing too. */
@@ -151,6 +163,14 @@ void framed_conn_close(FramedConn *c) {
         c->out = NULL;
         c->out_start = c->out_end = c->out_alloc = 0;
         c->stopped = c->closed = true;
+}
+
+void framed_conn_resume(FramedConn *c) {
+        if (!c->paused)
+                return;
+        c->paused = false;
+        framed_conn_dispatch(c);
+        (void) framed_conn_update_events(c);
 }
 
 void framed_conn_stop(FramedConn *c) {
@@ -222,6 +242,6 @@ int framed_conn_flush(FramedConn *c, uint64_t timeout_usec) {
 void framed_conn_drain(FramedConn *c) {
         if (c->fd < 0)
                 return;
-        while (!c->stopped && framed_conn_read_once(c))
+        while (!c->stopped && !c->paused && framed_conn_read_once(c))
                 ;
 }

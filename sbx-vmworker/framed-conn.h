@@ -15,12 +15,16 @@
 
 typedef struct FramedConn FramedConn;
 
-/* Returns 0 to keep reading, anything else to stop dispatching frames for good. */
+/* Returns 0 to keep reading, FRAMED_CONN_PAUSE to stop dispatching until framed_conn_resume(),
+ * anything else to stop dispatching frames for good. */
+#define FRAMED_CONN_PAUSE 2
 typedef int (*FramedConnFrameHandler)(FramedConn *c, uint8_t type, const uint8_t *payload, size_t len,
                                       void *userdata);
 /* The peer is gone or unusable: 0 on EOF, -EBADMSG for a malformed stream (writing still works, to
  * report it), another -errno on I/O errors. Called at most once. */
 typedef void (*FramedConnCloseHandler)(FramedConn *c, int error, void *userdata);
+/* Optional: everything queued has been written. */
+typedef void (*FramedConnDrainHandler)(FramedConn *c, void *userdata);
 
 struct FramedConn {
         const char *name; /* for log messages */
@@ -33,10 +37,13 @@ struct FramedConn {
         size_t out_max; /* queued bytes above this are refused with -ENOBUFS */
 
         bool stopped; /* no more reading: on_frame asked to stop, garbage arrived, or the connection closed */
+        bool paused;  /* on_frame asked for a break (flow control); framed_conn_resume() ends it */
+        bool recv_fds; /* read with recvmsg() and keep SCM_RIGHTS fds in the reader */
         bool closed;  /* no more writing either */
         bool close_reported;
         FramedConnFrameHandler on_frame;
         FramedConnCloseHandler on_close;
+        FramedConnDrainHandler on_drain;
         void *userdata;
 };
 
@@ -56,3 +63,8 @@ int framed_conn_flush(FramedConn *c, uint64_t timeout_usec);
 void framed_conn_drain(FramedConn *c);
 /* Stops reading and dispatching frames; queued output is still written. */
 void framed_conn_stop(FramedConn *c);
+/* Ends a pause: dispatches the frames already buffered, then reads again. */
+void framed_conn_resume(FramedConn *c);
+static inline size_t framed_conn_queued(const FramedConn *c) {
+        return c->out_end - c->out_start;
+}

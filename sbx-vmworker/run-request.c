@@ -53,8 +53,11 @@ static int run_request_add_env(RunRequest *r, const uint8_t *v, uint32_t n, cons
         return 0;
 }
 
-int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
-                      const char **ret_reason) {
+/* One parser for the three requests that carry code or VM settings; kind says which fields apply.
+ * Fields that do not apply to kind are skipped like unknown tags. */
+static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
+                         RunRequest *ret, const char **ret_reason) {
+        bool want_vm = kind != RUN_REQUEST_EXEC, want_code = kind != RUN_REQUEST_SESSION_OPEN;
         RunRequest r = {
                 .language = SBX_LANG_INVALID,
                 .memory_mb = config->default_memory_mb,
@@ -69,10 +72,16 @@ int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *confi
         uint32_t n;
         int k;
 
-        *ret_reason = "malformed SBX_B_RUN";
+        *ret_reason = kind == RUN_REQUEST_RUN ? "malformed SBX_B_RUN" :
+                      kind == RUN_REQUEST_EXEC ? "malformed SBX_B_EXEC" : "malformed SBX_B_SESSION_OPEN";
         sbx_tlv_iter_init(&it, payload, len);
         while ((k = sbx_tlv_next(&it, &tag, &v, &n)) > 0) {
                 bool *seen = NULL;
+
+                if ((!want_vm && (tag == SBX_T_LANGUAGE || tag == SBX_T_MEMORY_MB || tag == SBX_T_VCPUS ||
+                                  tag == SBX_T_ACCEL)) ||
+                    (!want_code && (tag == SBX_T_CODE || tag == SBX_T_TIMEOUT_MS)))
+                        tag = 0; /* not for this request: skipped */
 
                 switch (tag) {
                 case SBX_T_RUN_ID:
@@ -147,7 +156,7 @@ int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *confi
                 }
                 if (k >= 0 && seen) {
                         if (*seen) {
-                                *ret_reason = "a field of SBX_B_RUN appears twice";
+                                *ret_reason = "a field of the request appears twice";
                                 k = -EBADMSG;
                         }
                         *seen = true;
@@ -160,13 +169,13 @@ int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *confi
 
         k = -EINVAL;
         if (!have_run_id)
-                *ret_reason = "SBX_B_RUN has no run id";
-        else if (r.language == SBX_LANG_INVALID)
-                *ret_reason = "SBX_B_RUN has no language";
-        else if (!have_code)
-                *ret_reason = "SBX_B_RUN has no code";
-        else if (!have_timeout)
-                *ret_reason = "SBX_B_RUN has no timeout";
+                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no run id" : "the request has no run id";
+        else if (want_vm && r.language == SBX_LANG_INVALID)
+                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no language" : "the request has no language";
+        else if (want_code && !have_code)
+                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no code" : "SBX_B_EXEC has no code";
+        else if (want_code && !have_timeout)
+                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no timeout" : "SBX_B_EXEC has no timeout";
         else if (r.memory_mb < SBX_MEMORY_MIN_MB || r.memory_mb > RUN_MEMORY_MAX_MB)
                 *ret_reason = "memory is outside 128..65536 MiB";
         else if (r.vcpus < 1 || r.vcpus > RUN_VCPUS_MAX)
@@ -181,5 +190,71 @@ int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *confi
 
 fail:
         run_request_done(&r);
+        return k;
+}
+
+int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
+                      const char **ret_reason) {
+        return request_parse(RUN_REQUEST_RUN, payload, len, config, ret, ret_reason);
+}
+
+int run_request_parse_kind(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
+                           RunRequest *ret, const char **ret_reason) {
+        return request_parse(kind, payload, len, config, ret, ret_reason);
+}
+
+void file_request_done(FileRequest *r) {
+        free(r->path);
+        *r = (FileRequest) {};
+}
+
+int file_request_parse(const uint8_t *payload, size_t len, FileRequest *ret, const char **ret_reason) {
+        FileRequest f = { .mode = 0644 };
+        bool have_mode = false;
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t n;
+        int k;
+
+        *ret_reason = "malformed file request";
+        sbx_tlv_iter_init(&it, payload, len);
+        while ((k = sbx_tlv_next(&it, &tag, &v, &n)) > 0) {
+                if (tag == SBX_T_PATH) {
+                        if (f.path) {
+                                *ret_reason = "a field of the request appears twice";
+                                k = -EBADMSG;
+                        } else {
+                                k = sbx_tlv_str(v, n, SBX_PATH_MAX, &f.path);
+                                if (k == -EBADMSG)
+                                        *ret_reason = "the path is longer than 4096 bytes or contains a NUL byte";
+                        }
+                } else if (tag == SBX_T_MODE) {
+                        if (have_mode) {
+                                *ret_reason = "a field of the request appears twice";
+                                k = -EBADMSG;
+                        } else
+                                k = sbx_tlv_u32(v, n, &f.mode);
+                        have_mode = true;
+                        if (k >= 0 && f.mode > 07777) {
+                                *ret_reason = "the mode has bits other than 07777";
+                                k = -EINVAL;
+                        }
+                }
+                if (k < 0)
+                        goto fail;
+        }
+        if (k < 0)
+                goto fail;
+        if (!f.path) {
+                *ret_reason = "the request has no path";
+                k = -EINVAL;
+                goto fail;
+        }
+        *ret = f;
+        return 0;
+
+fail:
+        file_request_done(&f);
         return k;
 }

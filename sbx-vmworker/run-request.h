@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The broker's SBX_B_RUN, parsed and checked. */
+/* The broker's SBX_B_RUN, SBX_B_SESSION_OPEN and SBX_B_EXEC, parsed and checked. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +25,12 @@ typedef struct RunRequest {
         SbxAccel accel; /* SBX_ACCEL_AUTO when neither the broker nor the config chose */
 } RunRequest;
 
+typedef enum RunRequestKind {
+        RUN_REQUEST_RUN,          /* SBX_B_RUN: everything */
+        RUN_REQUEST_SESSION_OPEN, /* SBX_B_SESSION_OPEN: RUN_ID, LANGUAGE, ENV*, MEMORY_MB, VCPUS, ACCEL */
+        RUN_REQUEST_EXEC,         /* SBX_B_EXEC: RUN_ID (exec id), CODE, TIMEOUT_MS, ENV* */
+} RunRequestKind;
+
 void run_request_done(RunRequest *r);
 
 /* Parses an SBX_B_RUN payload. Missing MEMORY_MB, VCPUS and ACCEL come from
@@ -32,3 +38,19 @@ void run_request_done(RunRequest *r);
  * human-readable reason in *ret_reason (static storage). */
 int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
                       const char **ret_reason);
+
+/* The same for a session's requests: fields that do not belong to kind are skipped like unknown
+ * tags; the ones that do are checked exactly as in SBX_B_RUN. SESSION_OPEN leaves code NULL and
+ * timeout 0; EXEC leaves language SBX_LANG_INVALID and the VM settings from config. */
+int run_request_parse_kind(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
+                           RunRequest *ret, const char **ret_reason);
+
+/* SBX_B_FILE_WRITE (PATH, MODE), SBX_B_FILE_READ and SBX_B_LIST (PATH). The path is only checked
+ * for size (<= SBX_PATH_MAX) and NUL bytes: the guest resolves it and answers INVALID_PATH. */
+typedef struct FileRequest {
+        char *path;
+        uint32_t mode; /* 0644 when absent; at most 07777 */
+} FileRequest;
+
+int file_request_parse(const uint8_t *payload, size_t len, FileRequest *ret, const char **ret_reason);
+void file_request_done(FileRequest *r);

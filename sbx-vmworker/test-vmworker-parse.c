@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit test of the worker's parsers: the broker's B_RUN and the guest's frames (which are hostile). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "guest-channel.h"
 #include "proto.h"
 #include "run-request.h"
+#include "macro.h"
 #include "text-util.h"
 
 static unsigned n_passed, n_failed;
@@ -253,8 +255,227 @@ static void test_exec(void) {
         run_request_done(&req);
 }
 
+static void test_session_requests(void) {
+        SbxConfig config = test_config();
+        RunRequest open_req, exec_req;
+        FileRequest f;
+        const char *reason;
+        SbxMsg m, out;
+
+        /* SESSION_OPEN: no code or timeout needed; CODE would be skipped. */
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 9);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, "python");
+        sbx_msg_put_str(&m, SBX_T_ENV, "A=session");
+        sbx_msg_put_str(&m, SBX_T_ENV, "B=session");
+        sbx_msg_put_str(&m, SBX_T_CODE, "ignored");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &open_req,
+                                     &reason) == 0);
+        CHECK(open_req.run_id == 9 && open_req.language == SBX_LANG_PYTHON && !open_req.code && open_req.n_env == 2);
+        sbx_msg_done(&m);
+
+        /* The same payload is not a valid B_RUN (no code... it has CODE, but no timeout). */
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 9);
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req,
+                                     &reason) == -EINVAL); /* no language */
+        sbx_msg_done(&m);
+
+        /* EXEC: code and timeout required; LANGUAGE is not the exec's to choose and is skipped. */
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 3);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, "no-such-language");
+        sbx_msg_put_str(&m, SBX_T_CODE, "print(1)");
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 2000);
+        sbx_msg_put_str(&m, SBX_T_ENV, "B=exec");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
+              0);
+        CHECK(exec_req.run_id == 3 && exec_req.code_len == 8 && exec_req.timeout_ms == 2000 && exec_req.n_env == 1);
+        sbx_msg_done(&m);
+
+        /* H_EXEC of a session exec: session env first, minus what the exec replaces; SESSION = 1. */
+        CHECK(guest_build_session_exec(&open_req, &exec_req, &out) == 0);
+        {
+                SbxTlvIter it;
+                uint16_t tag;
+                const uint8_t *v;
+                uint32_t len;
+                const char *want[] = { "A=session", "B=exec" };
+                size_t n_env = 0;
+                bool session = false, lang_ok = false;
+                sbx_tlv_iter_init(&it, PAYLOAD(out), PAYLOAD_LEN(out));
+                while (sbx_tlv_next(&it, &tag, &v, &len) > 0) {
+                        if (tag == SBX_T_ENV) {
+                                CHECK(n_env < 2 && len == strlen(want[n_env]) && memcmp(v, want[n_env], len) == 0);
+                                n_env++;
+                        } else if (tag == SBX_T_SESSION)
+                                session = len == 1 && v[0] == 1;
+                        else if (tag == SBX_T_LANGUAGE)
+                                lang_ok = len == 6 && memcmp(v, "python", 6) == 0;
+                }
+                CHECK(n_env == 2 && session && lang_ok);
+        }
+        sbx_msg_done(&out);
+        run_request_done(&exec_req);
+
+        /* EXEC without a timeout. */
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 3);
+        sbx_msg_put_str(&m, SBX_T_CODE, "x");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
+              -EINVAL);
+        sbx_msg_done(&m);
+        run_request_done(&open_req);
+
+        /* File requests. */
+        sbx_msg_begin(&m, SBX_B_FILE_WRITE);
+        sbx_msg_put_str(&m, SBX_T_PATH, "a/b.txt");
+        sbx_msg_put_u32(&m, SBX_T_MODE, 0600);
+        must(sbx_msg_finish(&m));
+        CHECK(file_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &f, &reason) == 0);
+        CHECK(strcmp(f.path, "a/b.txt") == 0 && f.mode == 0600);
+        file_request_done(&f);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_B_FILE_WRITE);
+        sbx_msg_put_str(&m, SBX_T_PATH, "x");
+        sbx_msg_put_u32(&m, SBX_T_MODE, 010000);
+        must(sbx_msg_finish(&m));
+        CHECK(file_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &f, &reason) == -EINVAL);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_B_LIST);
+        sbx_msg_put_u32(&m, SBX_T_MODE, 0644);
+        must(sbx_msg_finish(&m));
+        CHECK(file_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &f, &reason) == -EINVAL); /* no path */
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_B_LIST);
+        sbx_msg_put(&m, SBX_T_PATH, "a\0b", 3);
+        must(sbx_msg_finish(&m));
+        CHECK(file_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &f, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+}
+
+static void test_guest_file_frames(void) {
+        GuestFileResult res;
+        GuestFileData d;
+        GuestListEntry e;
+        GuestExit x;
+        const char *reason;
+        static uint8_t big[SBX_OUTPUT_CHUNK_MAX + 1];
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_G_FILE_RESULT);
+        sbx_msg_put_u32(&m, SBX_T_FILE_STATUS, SBX_FILE_NOT_FOUND);
+        sbx_msg_put_u64(&m, SBX_T_SIZE, 0);
+        sbx_msg_put_str(&m, SBX_T_MESSAGE, "gone\x01");
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_result(PAYLOAD(m), PAYLOAD_LEN(m), &res, &reason) == 0);
+        CHECK(res.status == SBX_FILE_NOT_FOUND && res.message && strcmp(res.message, "gone?") == 0);
+        guest_file_result_done(&res);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_RESULT);
+        sbx_msg_put_u32(&m, SBX_T_FILE_STATUS, 5); /* out of range */
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_result(PAYLOAD(m), PAYLOAD_LEN(m), &res, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_RESULT);
+        sbx_msg_put_u64(&m, SBX_T_SIZE, 1); /* no status */
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_result(PAYLOAD(m), PAYLOAD_LEN(m), &res, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_RESULT);
+        sbx_msg_put_u32(&m, SBX_T_FILE_STATUS, 0);
+        sbx_msg_put_u32(&m, SBX_T_FILE_STATUS, 0); /* twice */
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_result(PAYLOAD(m), PAYLOAD_LEN(m), &res, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_DATA);
+        sbx_msg_put(&m, SBX_T_DATA, big, sizeof big - 1);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_data(PAYLOAD(m), PAYLOAD_LEN(m), &d, &reason) == 0 && d.len == sizeof big - 1);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_DATA);
+        sbx_msg_put(&m, SBX_T_DATA, big, sizeof big);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_data(PAYLOAD(m), PAYLOAD_LEN(m), &d, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_FILE_DATA);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_file_data(PAYLOAD(m), PAYLOAD_LEN(m), &d, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        struct {
+                const char *name;
+                size_t len;
+                int want;
+                bool printable;
+        } names[] = {
+                { "ok.txt", 6, 0, true },
+                { "caf\xc3\xa9", 5, 0, true },
+                { "bad\xff", 4, 0, false },
+                { "tab\there", 8, 0, true }, /* tab and newline pass text_sanitize() */
+                { "ctl\x01", 4, 0, false },
+                { "a/b", 3, -EBADMSG, false },
+                { "a\0b", 3, -EBADMSG, false },
+                { "", 0, -EBADMSG, false },
+                { ".", 1, -EBADMSG, false },
+                { "..", 2, -EBADMSG, false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                sbx_msg_begin(&m, SBX_G_LIST_ENTRY);
+                sbx_msg_put(&m, SBX_T_NAME, names[i].name, names[i].len);
+                sbx_msg_put_u8(&m, SBX_T_IS_DIR, 1);
+                sbx_msg_put_u64(&m, SBX_T_SIZE, 7);
+                must(sbx_msg_finish(&m));
+                int r = guest_parse_list_entry(PAYLOAD(m), PAYLOAD_LEN(m), &e, &reason);
+                CHECK(r == names[i].want);
+                if (r == 0)
+                        CHECK(e.printable == names[i].printable && e.is_dir && e.size == 7);
+                sbx_msg_done(&m);
+        }
+        memset(big, 'a', SBX_PATH_COMPONENT_MAX + 1);
+        sbx_msg_begin(&m, SBX_G_LIST_ENTRY);
+        sbx_msg_put(&m, SBX_T_NAME, big, SBX_PATH_COMPONENT_MAX + 1);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_list_entry(PAYLOAD(m), PAYLOAD_LEN(m), &e, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+        sbx_msg_begin(&m, SBX_G_LIST_ENTRY);
+        sbx_msg_put(&m, SBX_T_NAME, big, SBX_PATH_COMPONENT_MAX);
+        sbx_msg_put_u8(&m, SBX_T_IS_DIR, 2);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_list_entry(PAYLOAD(m), PAYLOAD_LEN(m), &e, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+
+        sbx_msg_begin(&m, SBX_G_EXIT);
+        sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, 0);
+        sbx_msg_put_u8(&m, SBX_T_STATE_RESET, 1);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_exit(PAYLOAD(m), PAYLOAD_LEN(m), &x, &reason) == 0 && x.state_reset);
+        sbx_msg_done(&m);
+        sbx_msg_begin(&m, SBX_G_EXIT);
+        sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, 0);
+        sbx_msg_put_u8(&m, SBX_T_STATE_RESET, 2);
+        must(sbx_msg_finish(&m));
+        CHECK(guest_parse_exit(PAYLOAD(m), PAYLOAD_LEN(m), &x, &reason) == -EBADMSG);
+        sbx_msg_done(&m);
+}
+
 int main(void) {
         test_run_request();
+        test_session_requests();
+        test_guest_file_frames();
         test_guest_frames();
         test_text();
         test_exec();

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "macro.h"
 #include "qemu.h"
+#include "session.h"
 #include "text-util.h"
 #include "validate.h"
 #include "worker.h"
@@ -37,8 +38,10 @@
 static void worker_start(Worker *w);
 static void worker_boot(Worker *w);
 static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata);
+static void on_broker_drain(FramedConn *c, void *userdata);
+static void on_guest_drain(FramedConn *c, void *userdata);
 
-static uint64_t ms_since(uint64_t t) {
+uint64_t ms_since(uint64_t t) {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         return now > t ? (now - t) / 1000u : 0;
 }
@@ -112,8 +115,7 @@ static void worker_finish(Worker *w) {
         worker_exit_loop(w);
 }
 
-static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
+void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
         _cleanup_free_ char *raw = NULL, *message = NULL;
         va_list ap;
 
@@ -126,7 +128,8 @@ static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
         va_end(ap);
         message = raw ? text_sanitize(raw, strlen(raw), WORKER_MESSAGE_MAX) : NULL;
 
-        log_error("Run %" PRIu64 " failed: %s", w->req.run_id, message ?: "(out of memory)");
+        log_error("%s %" PRIu64 " failed: %s", w->session ? "Session" : "Run", w->req.run_id,
+                  message ?: "(out of memory)");
         worker_stop_qemu(w, 0, NULL);
         vm_cgroup_destroy(&w->cgroup);
 
@@ -134,6 +137,13 @@ static void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
         if (r < 0)
                 log_warning_errno(r, "Failed to send the error to the broker: %m");
         worker_finish(w);
+}
+
+char *worker_timeout_message(uint32_t timeout_ms) {
+        if (timeout_ms % 1000u == 0)
+                return text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %" PRIu32 " s",
+                                           timeout_ms / 1000u);
+        return text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %.1f s", timeout_ms / 1000.0);
 }
 
 static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool timed_out) {
@@ -148,14 +158,8 @@ static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool 
         vm_cgroup_read_stats(&w->cgroup, &stats);
         vm_cgroup_destroy(&w->cgroup);
 
-        if (timed_out) {
-                if (w->req.timeout_ms % 1000u == 0)
-                        message = text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %" PRIu32 " s",
-                                                      w->req.timeout_ms / 1000u);
-                else
-                        message = text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %.1f s",
-                                                      w->req.timeout_ms / 1000.0);
-        }
+        if (timed_out)
+                message = worker_timeout_message(w->req.timeout_ms);
 
         RunResult result = {
                 .exit_code = timed_out ? -1 : exit_code,
@@ -183,7 +187,7 @@ static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool 
 }
 
 /* The broker is gone or told us to stop: no result is wanted, only cleanup. */
-static void worker_abort(Worker *w, const char *why) {
+void worker_abort(Worker *w, const char *why) {
         if (w->state == WORKER_DONE)
                 return;
         log_info("%s: stopping%s.", why, w->qemu_pid > 0 ? " the VM" : "");
@@ -192,14 +196,14 @@ static void worker_abort(Worker *w, const char *why) {
         worker_exit_loop(w);
 }
 
-static void worker_guest_violation(Worker *w, const char *reason) {
+void worker_guest_violation(Worker *w, const char *reason) {
         worker_fail(w, SBX_ERR_TRANSIENT, "The guest broke the protocol (%s); the VM was destroyed. Safe to retry.",
                     reason);
 }
 
 /* ---- output from the guest ---- */
 
-static void worker_forward_output(Worker *w, const GuestOutput *o) {
+void worker_forward_output(Worker *w, const GuestOutput *o) {
         bool out = o->stream == SBX_STREAM_STDOUT;
         uint64_t *sent = out ? &w->stdout_sent : &w->stderr_sent;
         bool *truncated = out ? &w->stdout_truncated : &w->stderr_truncated;
@@ -235,6 +239,17 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
         }
 
         w->boot_ms = ms_since(w->t_spawn);
+        if (w->session) {
+                log_info("Guest is up after %" PRIu64 " ms (attempt %u); the %s session is ready.", w->boot_ms,
+                         w->boot_attempt, sbx_language_to_string(w->req.language));
+                w->timer = sd_event_source_disable_unref(w->timer);
+                w->state = WORKER_SESSION;
+                r = broker_send_session_ready(&w->broker, w->boot_ms, w->setup_ms, sbx_accel_to_string(w->accel),
+                                              w->qemu_pid);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to send SESSION_READY: %m");
+                return;
+        }
         log_info("Guest is up after %" PRIu64 " ms (attempt %u); running the %s code.", w->boot_ms, w->boot_attempt,
                  sbx_language_to_string(w->req.language));
 
@@ -319,6 +334,11 @@ static int on_guest_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t 
                         worker_on_hello(w, p, n);
         } else if (w->state == WORKER_RUNNING)
                 worker_on_guest_message(w, type, p, n);
+        else if (w->state == WORKER_SESSION) {
+                int r = session_on_guest_frame(w->session, type, p, n);
+                if (w->state != WORKER_DONE)
+                        return r;
+        }
 
         /* Stop reading the guest once the run is over. */
         return w->state == WORKER_DONE;
@@ -341,7 +361,9 @@ static void on_guest_close(FramedConn *c, int error, void *userdata) {
         worker_stop_qemu(w, WORKER_QEMU_EXIT_WAIT_USEC, &status);
         _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
         worker_fail(w, SBX_ERR_TRANSIENT, "The guest channel closed %s (QEMU %s).%s%s Safe to retry.",
-                    w->state == WORKER_BOOTING ? "while the guest was booting" : "before the run finished",
+                    w->state == WORKER_BOOTING ? "while the guest was booting"
+                    : w->session               ? "during the session"
+                                               : "before the run finished",
                     status >= 0 ? qemu_describe_status(status, buf, sizeof buf) : "was still running",
                     tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "");
 }
@@ -367,7 +389,9 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
         _cleanup_free_ char *console = w->state == WORKER_BOOTING ? console_tail(&w->console, 512) : NULL;
         worker_fail(w, SBX_ERR_TRANSIENT, "QEMU %s unexpectedly %s.%s%s%s%s Safe to retry.",
                     qemu_describe_status(status, buf, sizeof buf),
-                    w->state == WORKER_BOOTING ? "while the guest was booting" : "during the run",
+                    w->state == WORKER_BOOTING ? "while the guest was booting"
+                    : w->session               ? "during the session"
+                                               : "during the run",
                     tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "",
                     console && *console ? " Console: " : "", console && *console ? console : "");
         return 0;
@@ -466,6 +490,8 @@ static void worker_boot(Worker *w) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch the guest channel: %s", strerror(-r));
                 return;
         }
+        if (w->session)
+                w->guest.on_drain = on_guest_drain; /* file writes wait for room in the channel */
 
         w->console_fd = TAKE_FD(console[0]);
         w->qemu_stderr_fd = TAKE_FD(err[0]);
@@ -514,10 +540,16 @@ static void worker_start(Worker *w) {
         int r;
 
         w->t_request = now_usec(CLOCK_MONOTONIC);
-        log_info("Run %" PRIu64 ": %s, %zu bytes of code, timeout %" PRIu32 " ms, %" PRIu32 " MiB, %" PRIu32
-                 " vCPU(s).",
-                 w->req.run_id, sbx_language_to_string(w->req.language), w->req.code_len, w->req.timeout_ms,
-                 w->req.memory_mb, w->req.vcpus);
+        if (w->session)
+                log_info("Session %" PRIu64 ": %s, %zu environment variable(s), %" PRIu32 " MiB, %" PRIu32
+                         " vCPU(s).",
+                         w->req.run_id, sbx_language_to_string(w->req.language), w->req.n_env, w->req.memory_mb,
+                         w->req.vcpus);
+        else
+                log_info("Run %" PRIu64 ": %s, %zu bytes of code, timeout %" PRIu32 " ms, %" PRIu32 " MiB, %" PRIu32
+                         " vCPU(s).",
+                         w->req.run_id, sbx_language_to_string(w->req.language), w->req.code_len, w->req.timeout_ms,
+                         w->req.memory_mb, w->req.vcpus);
 
         problem = worker_check_files(w->config);
         if (problem) {
@@ -580,6 +612,31 @@ static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t
         if (w->state == WORKER_DONE)
                 return 1;
 
+        if (w->session) {
+                r = session_on_broker_frame(w->session, type, p, n);
+                return w->state == WORKER_DONE ? 1 : r;
+        }
+        if (!w->have_request && type == SBX_B_SESSION_OPEN) {
+                r = run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, p, n, w->config, &w->req, &reason);
+                if (r == -ENOMEM) {
+                        worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
+                        return 1;
+                }
+                if (r < 0) {
+                        worker_fail(w, SBX_ERR_INVALID, "Invalid session request: %s.", reason);
+                        return 1;
+                }
+                w->have_request = true;
+                r = session_new(w, &w->session);
+                if (r < 0) {
+                        worker_fail(w, SBX_ERR_INTERNAL, "Failed to set up the session: %s", strerror(-r));
+                        return 1;
+                }
+                w->broker.on_drain = on_broker_drain;
+                worker_start(w);
+                return w->state == WORKER_DONE;
+        }
+
         if (type == SBX_B_CANCEL) {
                 log_info("The broker cancelled the run.");
                 worker_fail(w, SBX_ERR_TRANSIENT, "The run was cancelled.");
@@ -608,6 +665,22 @@ static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t
         return w->state == WORKER_DONE;
 }
 
+static void on_broker_drain(FramedConn *c, void *userdata) {
+        Worker *w = userdata;
+        (void) c;
+
+        if (w->session && w->state == WORKER_SESSION)
+                session_on_broker_drain(w->session);
+}
+
+static void on_guest_drain(FramedConn *c, void *userdata) {
+        Worker *w = userdata;
+        (void) c;
+
+        if (w->session && w->state == WORKER_SESSION)
+                session_on_guest_drain(w->session);
+}
+
 static void on_broker_close(FramedConn *c, int error, void *userdata) {
         Worker *w = userdata;
         (void) c;
@@ -626,7 +699,8 @@ static int on_run_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata
         (void) s;
         (void) usec;
 
-        worker_fail(w, SBX_ERR_INVALID, "No SBX_B_RUN within %u s of connecting.", WORKER_RUN_WAIT_USEC / 1000000u);
+        worker_fail(w, SBX_ERR_INVALID, "No SBX_B_RUN or SBX_B_SESSION_OPEN within %u s of connecting.",
+                    WORKER_RUN_WAIT_USEC / 1000000u);
         return 0;
 }
 
@@ -664,6 +738,8 @@ int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker *
                              on_broker_frame, on_broker_close, w);
         if (r < 0)
                 return r;
+        /* Session file requests bring an fd along (SCM_RIGHTS); a run never does. */
+        w->broker.recv_fds = true;
         r = sd_event_add_signal(event, &w->sigterm, SIGTERM, on_signal, w);
         if (r >= 0)
                 r = sd_event_add_signal(event, &w->sigint, SIGINT, on_signal, w);
@@ -684,6 +760,7 @@ Worker *worker_free(Worker *w) {
         /* Every exit path ends here: nothing of the VM may outlive the worker. */
         worker_stop_qemu(w, 0, NULL);
         vm_cgroup_destroy(&w->cgroup);
+        w->session = session_free(w->session);
         if (w->guest.fd >= 0 || w->guest.out)
                 framed_conn_close(&w->guest);
         framed_conn_close(&w->broker);

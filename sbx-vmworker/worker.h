@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* One run, one VM: the worker's state machine.
+/* One run (or one session), one VM: the worker's state machine.
  *
  *   WAITING_RUN --B_RUN--> BOOTING --G_HELLO/H_EXEC--> RUNNING --G_EXIT--> DONE
  *                            |  boot deadline: kill, boot again once, then BOOT_TIMEOUT
  *                            any failure, cancel, EOF from the broker --> DONE
+ *
+ *   WAITING_RUN --B_SESSION_OPEN--> BOOTING --G_HELLO/W_SESSION_READY--> SESSION --B_CLOSE/EOF--> DONE
+ *                                   (requests in SESSION: session.c)
  *
  * DONE means: QEMU killed and reaped, cgroups removed, exactly one
  * SBX_W_RESULT or SBX_W_ERROR sent (unless the broker is gone), event loop
@@ -32,8 +35,11 @@ typedef enum WorkerState {
         WORKER_WAITING_RUN,
         WORKER_BOOTING,
         WORKER_RUNNING,
+        WORKER_SESSION, /* booted; session.c serves the broker's requests */
         WORKER_DONE,
 } WorkerState;
+
+typedef struct Session Session;
 
 typedef struct Worker {
         sd_event *event;
@@ -43,8 +49,9 @@ typedef struct Worker {
         sd_event_source *sigterm, *sigint;
         sd_event_source *timer; /* B_RUN wait, boot deadline, or host execution deadline */
 
-        RunRequest req;
+        RunRequest req; /* B_RUN, or B_SESSION_OPEN (no code, no timeout) */
         bool have_request;
+        Session *session; /* session mode, from B_SESSION_OPEN on */
         SbxAccel accel;
         VmCgroup cgroup;
         char **qemu_argv;
@@ -71,3 +78,17 @@ Worker *worker_free(Worker *w);
 static inline void worker_freep(Worker **w) {
         worker_free(*w);
 }
+
+/* ---- for session.c ---- */
+
+/* Kills QEMU, removes the cgroups, sends W_ERROR and ends the loop. */
+void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same without a reply (B_CLOSE, EOF). */
+void worker_abort(Worker *w, const char *why);
+void worker_guest_violation(Worker *w, const char *reason);
+/* W_OUTPUT within the caps (stdout_sent, stderr_sent, *_truncated count per exec). */
+struct GuestOutput;
+void worker_forward_output(Worker *w, const struct GuestOutput *o);
+/* "execution timed out after N s", or NULL on OOM. */
+char *worker_timeout_message(uint32_t timeout_ms);
+uint64_t ms_since(uint64_t t);

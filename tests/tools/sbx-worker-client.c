@@ -14,7 +14,21 @@
  *          timed_out=0|1 stdout_trunc=0|1 stderr_trunc=0|1 accel=A [message=...]
  *   error kind=N message=...
  * Exit status: 0 after a result, 1 after an error frame, 2 when the worker
- * died or broke the protocol, 64 on usage errors. */
+ * died or broke the protocol, 64 on usage errors.
+ *
+ *   sbx-worker-client --session [options] SCRIPT
+ *
+ * Opens a session (SBX_B_SESSION_OPEN with --lang, --memory, --vcpus,
+ * --accel, --env) and runs SCRIPT, one request per line ('#' comments):
+ *   exec CODE                 CODE with \n, \t and \\ escapes; --timeout applies
+ *   write GUESTPATH LOCAL     LOCAL: a file, or "|COMMAND" whose stdout is piped in
+ *   read GUESTPATH LOCAL      LOCAL: a file (created), or "|COMMAND" whose stdin is the pipe
+ *   list GUESTPATH            entries go to stdout as NAME<TAB>dir|file<TAB>SIZE
+ *   sleep SECONDS
+ *   close                     SBX_B_CLOSE, then wait for the worker to exit
+ * and prints to stderr "session_ready ...", "result ... state_reset=N",
+ * "file_result status=N size=N [message=...]". Exit status: 0 when the
+ * script ran to its end, 1 after an error frame, 2 as above. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -25,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,12 +61,15 @@ typedef struct Options {
         size_t n_env;
         char *code;
         size_t code_len;
+        bool session;
+        const char *script;
 } Options;
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: sbx-worker-client [--worker PATH] [--lang python|javascript|raw] [--timeout S]\n"
                    "                         [--memory MB] [--vcpus N] [--accel kvm|tcg|auto] [--env K=V]...\n"
-                   "                         [--run-id N] CODE|-\n");
+                   "                         [--run-id N] CODE|-\n"
+                   "       sbx-worker-client --session [options] SCRIPT\n");
 }
 
 static char *read_all(FILE *f, size_t *ret_len) {
@@ -109,7 +127,8 @@ static int parse_options(int argc, char *argv[], Options *o) {
                 { "timeout", required_argument, NULL, 't' }, { "memory", required_argument, NULL, 'm' },
                 { "vcpus", required_argument, NULL, 'c' },   { "accel", required_argument, NULL, 'a' },
                 { "env", required_argument, NULL, 'e' },     { "run-id", required_argument, NULL, 'r' },
-                { "help", no_argument, NULL, 'h' },          {},
+                { "help", no_argument, NULL, 'h' },          { "session", no_argument, NULL, 'S' },
+                {},
         };
         int c;
 
@@ -165,6 +184,9 @@ static int parse_options(int argc, char *argv[], Options *o) {
                         }
                         break;
                 }
+                case 'S':
+                        o->session = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         exit(0);
@@ -175,6 +197,12 @@ static int parse_options(int argc, char *argv[], Options *o) {
         if (optind != argc - 1) {
                 usage(stderr);
                 return -EINVAL;
+        }
+        if (o->session) {
+                o->script = argv[optind];
+                if (!o->worker)
+                        o->worker = default_worker();
+                return 0;
         }
         if (strcmp(argv[optind], "-") == 0) {
                 o->code = read_all(stdin, &o->code_len);
@@ -258,6 +286,9 @@ static int print_field(uint16_t tag, const uint8_t *v, uint32_t n) {
                 { SBX_T_STDOUT_TRUNC, "stdout_trunc", 'b' }, { SBX_T_STDERR_TRUNC, "stderr_trunc", 'b' },
                 { SBX_T_ACCEL, "accel", 's' },           { SBX_T_QEMU_PID, "qemu_pid", 'w' },
                 { SBX_T_ERROR_KIND, "kind", 'w' },       { SBX_T_MESSAGE, "message", 's' },
+                { SBX_T_STATE_RESET, "state_reset", 'b' }, { SBX_T_FILE_STATUS, "status", 'w' },
+                { SBX_T_SIZE, "size", 'u' },             { SBX_T_NAME, "name", 's' },
+                { SBX_T_IS_DIR, "is_dir", 'b' },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
@@ -352,9 +383,248 @@ static int handle_frame(uint8_t type, const uint8_t *p, size_t n) {
                 if (r < 0)
                         return r;
                 return type == SBX_W_RESULT ? 1 : 2;
+        case SBX_W_SESSION_READY:
+        case SBX_W_FILE_RESULT:
+                fprintf(stderr, "%s", type == SBX_W_SESSION_READY ? "session_ready" : "file_result");
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0)
+                        if (print_field(tag, v, len) < 0)
+                                return -EBADMSG;
+                fprintf(stderr, "\n");
+                if (r < 0)
+                        return r;
+                return type == SBX_W_SESSION_READY ? 3 : 4;
+        case SBX_W_LIST_ENTRY: {
+                const uint8_t *name = NULL;
+                uint32_t name_len = 0;
+                uint8_t is_dir = 0;
+                uint64_t size = 0;
+                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                        if (tag == SBX_T_NAME) {
+                                name = v;
+                                name_len = len;
+                        } else if ((tag == SBX_T_IS_DIR && sbx_tlv_u8(v, len, &is_dir) < 0) ||
+                                   (tag == SBX_T_SIZE && sbx_tlv_u64(v, len, &size) < 0))
+                                return -EBADMSG;
+                }
+                if (r < 0 || !name)
+                        return -EBADMSG;
+                printf("%.*s\t%s\t%" PRIu64 "\n", (int) name_len, (const char *) name, is_dir ? "dir" : "file", size);
+                fflush(stdout);
+                return 0;
+        }
         default:
                 return -EBADMSG;
         }
+}
+
+/* ---- session mode ---- */
+
+/* Reads frames until a final one: 1 result, 2 error, 3 session ready, 4 file result; 0 on EOF; <0 errors. */
+static int session_wait(int fd, SbxFrameReader *reader) {
+        for (;;) {
+                uint8_t type;
+                const uint8_t *payload;
+                size_t len;
+
+                int r = sbx_frame_reader_next(reader, &type, &payload, &len);
+                if (r > 0) {
+                        r = handle_frame(type, payload, len);
+                        if (r != 0)
+                                return r;
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                r = sbx_frame_reader_fill(reader, fd);
+                if (r == 0)
+                        return 0;
+                if (r < 0 && r != -EINTR)
+                        return r;
+        }
+}
+
+static size_t unescape(char *s) {
+        char *o = s;
+        for (char *p = s; *p; p++) {
+                if (*p == '\\' && p[1]) {
+                        p++;
+                        *o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
+                } else
+                        *o++ = *p;
+        }
+        *o = 0;
+        return (size_t) (o - s);
+}
+
+/* LOCAL as an fd to hand over: a file, or a pipe to/from "|COMMAND" (its pid in *ret_pid). */
+static int open_local(const char *local, bool for_write_into_vm, pid_t *ret_pid) {
+        *ret_pid = 0;
+        if (local[0] != '|') {
+                int fd = for_write_into_vm ? open(local, O_RDONLY | O_CLOEXEC)
+                                           : open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        fprintf(stderr, "sbx-worker-client: %s: %m\n", local);
+                return fd < 0 ? -errno : fd;
+        }
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                signal(SIGPIPE, SIG_DFL);
+                if (dup2(for_write_into_vm ? p[1] : p[0], for_write_into_vm ? 1 : 0) < 0)
+                        _exit(127);
+                execl("/bin/sh", "sh", "-c", local + 1, (char *) NULL);
+                _exit(127);
+        }
+        *ret_pid = pid;
+        close(for_write_into_vm ? p[1] : p[0]);
+        return for_write_into_vm ? p[0] : p[1];
+}
+
+static int run_session(int fd, const Options *o) {
+        SbxFrameReader reader;
+        char *line = NULL;
+        size_t alloc = 0;
+        uint64_t exec_id = 0;
+        int r, ret = 0;
+        SbxMsg m;
+
+        FILE *f = fopen(o->script, "re");
+        if (!f) {
+                fprintf(stderr, "sbx-worker-client: %s: %m\n", o->script);
+                return 64;
+        }
+        sbx_frame_reader_init(&reader, SBX_WORKER_FRAME_MAX);
+
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, o->run_id);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, o->language);
+        for (size_t i = 0; i < o->n_env; i++)
+                sbx_msg_put_str(&m, SBX_T_ENV, o->env[i]);
+        if (o->memory_mb)
+                sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, o->memory_mb);
+        if (o->vcpus)
+                sbx_msg_put_u32(&m, SBX_T_VCPUS, o->vcpus);
+        if (o->accel)
+                sbx_msg_put_str(&m, SBX_T_ACCEL, o->accel);
+        r = sbx_msg_send(&m, fd);
+        sbx_msg_done(&m);
+        if (r >= 0)
+                r = session_wait(fd, &reader);
+        if (r != 3) {
+                ret = r == 2 ? 1 : 2;
+                goto out;
+        }
+
+        while (getline(&line, &alloc, f) > 0) {
+                char *cmd = line, *arg;
+                pid_t child = 0;
+                int pass = -EBADF;
+
+                line[strcspn(line, "\n")] = 0;
+                cmd += strspn(cmd, " \t");
+                if (!*cmd || *cmd == '#')
+                        continue;
+                arg = cmd + strcspn(cmd, " ");
+                if (*arg)
+                        *arg++ = 0;
+                fprintf(stderr, "> %s %s\n", cmd, arg);
+
+                if (strcmp(cmd, "sleep") == 0) {
+                        usleep((useconds_t) (atof(arg) * 1e6));
+                        continue;
+                }
+                if (strcmp(cmd, "close") == 0) {
+                        sbx_msg_begin(&m, SBX_B_CLOSE);
+                        r = sbx_msg_send(&m, fd);
+                        sbx_msg_done(&m);
+                        r = r < 0 ? r : session_wait(fd, &reader);
+                        if (r != 0) {
+                                fprintf(stderr, "sbx-worker-client: expected EOF after close, got %d\n", r);
+                                ret = 2;
+                        }
+                        goto out;
+                }
+                if (strcmp(cmd, "exec") == 0) {
+                        size_t n = unescape(arg);
+                        sbx_msg_begin(&m, SBX_B_EXEC);
+                        sbx_msg_put_u64(&m, SBX_T_RUN_ID, ++exec_id);
+                        sbx_msg_put(&m, SBX_T_CODE, arg, n);
+                        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, o->timeout_ms);
+                        r = sbx_msg_send(&m, fd);
+                } else if (strcmp(cmd, "list") == 0) {
+                        sbx_msg_begin(&m, SBX_B_LIST);
+                        sbx_msg_put_str(&m, SBX_T_PATH, arg);
+                        r = sbx_msg_send(&m, fd);
+                } else if (strcmp(cmd, "write") == 0 || strcmp(cmd, "read") == 0) {
+                        bool w = cmd[0] == 'w';
+                        char *local = arg + strcspn(arg, " ");
+                        if (*local)
+                                *local++ = 0;
+                        if (!*local) {
+                                fprintf(stderr, "sbx-worker-client: %s needs GUESTPATH LOCAL\n", cmd);
+                                ret = 64;
+                                goto out;
+                        }
+                        pass = open_local(local, w, &child);
+                        if (pass < 0) {
+                                ret = 64;
+                                goto out;
+                        }
+                        sbx_msg_begin(&m, w ? SBX_B_FILE_WRITE : SBX_B_FILE_READ);
+                        sbx_msg_put_str(&m, SBX_T_PATH, arg);
+                        if (w)
+                                sbx_msg_put_u32(&m, SBX_T_MODE, 0644);
+                        r = sbx_msg_send_with_fd(&m, fd, pass);
+                        close(pass); /* the worker has its own copy now */
+                } else {
+                        fprintf(stderr, "sbx-worker-client: unknown script command: %s\n", cmd);
+                        ret = 64;
+                        goto out;
+                }
+                sbx_msg_done(&m);
+                if (r < 0) {
+                        fprintf(stderr, "sbx-worker-client: sending the request failed: %s\n", strerror(-r));
+                        /* The worker may have said why before it went away. */
+                        r = session_wait(fd, &reader);
+                        ret = r == 2 ? 1 : 2;
+                        goto out;
+                }
+                r = session_wait(fd, &reader);
+                if (child > 0) {
+                        /* Give "|COMMAND" 5 s to finish (e.g. print a checksum), then kill it: a command
+                         * that never reads or writes is what the worker just gave up on. */
+                        int st;
+                        bool reaped = false;
+                        for (int i = 0; i < 500 && !reaped; i++) {
+                                reaped = waitpid(child, &st, WNOHANG) == child;
+                                if (!reaped)
+                                        usleep(10000);
+                        }
+                        if (!reaped) {
+                                (void) kill(child, SIGKILL);
+                                (void) waitpid(child, &st, 0);
+                        }
+                }
+                if (r == 2) {
+                        ret = 1;
+                        goto out;
+                }
+                if (r != 1 && r != 4) {
+                        fprintf(stderr, "sbx-worker-client: worker connection: %s\n",
+                                r == 0 ? "closed" : r < 0 ? strerror(-r) : "unexpected frame");
+                        ret = 2;
+                        goto out;
+                }
+        }
+out:
+        free(line);
+        fclose(f);
+        sbx_frame_reader_done(&reader);
+        return ret;
 }
 
 int main(int argc, char *argv[]) {
@@ -377,6 +647,22 @@ int main(int argc, char *argv[]) {
         }
         close(sv[1]);
         fprintf(stderr, "worker pid=%d\n", (int) pid);
+
+        if (o.session) {
+                int ret = run_session(sv[0], &o);
+                close(sv[0]);
+                while (waitpid(pid, &status, 0) < 0)
+                        if (errno != EINTR) {
+                                perror("waitpid");
+                                return 2;
+                        }
+                fprintf(stderr, "worker exit=%s%d\n", WIFEXITED(status) ? "" : "signal:",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+                free(o.env);
+                if (ret == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                        ret = 2;
+                return ret;
+        }
 
         r = send_run(sv[0], &o);
         if (r < 0)
