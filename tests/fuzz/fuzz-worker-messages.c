@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's message parsers: the guest's HELLO, OUTPUT, EXIT and ERROR
- * payloads (hostile bytes) and the broker's B_RUN. The first input byte picks
+ * payloads (hostile bytes), including the session file messages, and the
+ * broker's B_RUN, B_SESSION_OPEN, B_EXEC and file requests. The first input byte picks
  * the parser; the rest is the payload. */
 
 #include <errno.h>
@@ -29,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const uint8_t *p = data + 1;
         size_t n = size - 1;
 
-        switch (data[0] % 5) {
+        switch (data[0] % 10) {
         case 0: {
                 GuestHello h;
                 r = guest_parse_hello(p, n, &h, &reason);
@@ -66,6 +67,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         FUZZ_CHECK(req.vcpus >= 1 && req.vcpus <= RUN_VCPUS_MAX);
                 }
                 run_request_done(&req);
+                break;
+        }
+        case 5:
+        case 6: {
+                SbxConfig config = { .default_memory_mb = 256, .vcpus = 1, .accel = SBX_ACCEL_TCG };
+                RunRequest req = {};
+                r = run_request_parse_kind(data[0] % 10 == 5 ? RUN_REQUEST_SESSION_OPEN : RUN_REQUEST_EXEC, p, n,
+                                           &config, &req, &reason);
+                FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
+                run_request_done(&req);
+                break;
+        }
+        case 7: {
+                FileRequest f = {};
+                r = file_request_parse(p, n, &f, &reason);
+                FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
+                if (r >= 0)
+                        FUZZ_CHECK(f.path && strlen(f.path) <= SBX_PATH_MAX && f.mode <= 07777);
+                file_request_done(&f);
+                break;
+        }
+        case 8: {
+                GuestFileResult fr = {};
+                r = guest_parse_file_result(p, n, &fr, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                guest_file_result_done(&fr);
+                GuestFileData fd;
+                r = guest_parse_file_data(p, n, &fd, &reason);
+                FUZZ_CHECK(r < 0 || fd.len <= SBX_OUTPUT_CHUNK_MAX);
+                break;
+        }
+        case 9: {
+                GuestListEntry e;
+                r = guest_parse_list_entry(p, n, &e, &reason);
+                FUZZ_CHECK(r >= 0 || reason);
+                if (r >= 0)
+                        FUZZ_CHECK(strlen(e.name) >= 1 && !strchr(e.name, '/') && strcmp(e.name, ".") != 0 &&
+                                   strcmp(e.name, "..") != 0);
                 break;
         }
         }
