@@ -14,12 +14,15 @@
 #include "macro.h"
 #include "proto.h"
 #include "run.h"
+#include "session.h"
 
 static void help(void) {
         printf("Usage: sbx [--system|--user|--address ADDR] COMMAND ...\n\n"
                "Runs untrusted code in throwaway QEMU microVMs through sbx-broker.\n\n"
                "Commands:\n"
-               "  run [OPTIONS] [SOURCE...]   run code; SOURCE is inline code, a file, or - for stdin\n\n"
+               "  run [OPTIONS] [SOURCE...]   run code; SOURCE is inline code, a file, or - for stdin\n"
+               "  session [OPTIONS]           an interactive prompt on one sandbox whose state persists\n"
+               "                              (sbx session --help; .help at the prompt)\n\n"
                "run options:\n"
                "  -c, --code CODE         inline code (repeatable)\n"
                "  -l, --language LANG     python, javascript or raw (default: from the file extension, else python)\n"
@@ -27,7 +30,15 @@ static void help(void) {
                "  -m, --memory MB         guest memory, at least 128 (default 256)\n"
                "  -e, --env KEY=VALUE     environment variable (repeatable)\n"
                "      --json              print the result as JSON instead of streaming output\n"
-               "  -q, --quiet             no summary line on stderr\n\n"
+               "  -q, --quiet             no summary line on stderr\n"
+               "      --upload LOCAL[:GUEST]\n"
+               "                          copy a file into the sandbox before the code runs (repeatable;\n"
+               "                          GUEST: LOCAL's file name; LOCAL - is stdin)\n"
+               "      --download GUEST[:LOCAL]\n"
+               "                          copy a file out after the code ran (repeatable; LOCAL: ./NAME,\n"
+               "                          a directory, or - for stdout)\n"
+               "                          Both split on the last colon; a trailing colon keeps the default\n"
+               "                          for the second path. Sandbox paths are relative to its home.\n\n"
                "Several sources run concurrently; their lines are prefixed with [N].\n"
                "Exit status: the code's own (124 on timeout), 2 for invalid input, 75 when the VM\n"
                "failed transiently or capacity ran out (safe to retry), 1 for other errors.\n");
@@ -79,6 +90,8 @@ int main(int argc, char *argv[]) {
 
         if (strcmp(cmd, "run") == 0)
                 return sbx_run(kind, address, sub_argc, sub_argv);
+        if (strcmp(cmd, "session") == 0)
+                return sbx_session(kind, address, sub_argc, sub_argv);
         fprintf(stderr, "sbx: unknown command '%s' (try --help)\n", cmd);
         return 2;
 }

@@ -14,8 +14,10 @@
 #include "macro.h"
 #include "proto.h"
 #include "run.h"
+#include "transfer.h"
 
 #define MAX_SOURCES 64
+#define MAX_TRANSFERS 64
 
 typedef struct Source {
         char *code;
@@ -194,18 +196,36 @@ static int exit_status_of(int32_t code) {
 
 static void print_summary(sd_bus_message *reply, const char *prefix) {
         int32_t code = result_exit_code(reply);
-        fprintf(stderr, "%ssbx: exit %d · boot %llu ms · exec %llu ms · total %llu ms · %s%s%s\n", prefix, code,
-                (unsigned long long) result_u64(reply, "timing_boot_ms"),
-                (unsigned long long) result_u64(reply, "execution_time_ms"),
-                (unsigned long long) result_u64(reply, "timing_total_ms"), result_str(reply, "accel") ?: "?",
+        char boot[64] = "", total[64] = "";
+        /* A session's Exec has no boot of its own (and reports 0 for it and for the total). */
+        if (result_u64(reply, "timing_boot_ms") > 0)
+                snprintf(boot, sizeof boot, " · boot %llu ms",
+                         (unsigned long long) result_u64(reply, "timing_boot_ms"));
+        if (result_u64(reply, "timing_total_ms") > 0)
+                snprintf(total, sizeof total, " · total %llu ms",
+                         (unsigned long long) result_u64(reply, "timing_total_ms"));
+        fprintf(stderr, "%ssbx: exit %d%s · exec %llu ms%s · %s%s%s%s\n", prefix, code, boot,
+                (unsigned long long) result_u64(reply, "execution_time_ms"), total, result_str(reply, "accel") ?: "?",
                 result_bool(reply, "stdout_truncated") ? " · stdout truncated" : "",
-                result_bool(reply, "stderr_truncated") ? " · stderr truncated" : "");
+                result_bool(reply, "stderr_truncated") ? " · stderr truncated" : "",
+                result_bool(reply, "state_reset") ? " · state reset" : "");
 }
 
 static void print_json(sd_bus_message *reply) {
         (void) sd_bus_message_rewind(reply, true);
         if (sbx_json_write_value(reply, stdout) < 0)
                 fputs("null", stdout);
+}
+
+static void print_json_error(const char *name, const char *message) {
+        printf("{\"error\":\"%s\",\"error_message\":", name ?: "error");
+        fputc('"', stdout);
+        for (const char *p = message ?: ""; *p; p++)
+                if (*p == '"' || *p == '\\')
+                        printf("\\%c", *p);
+                else if ((unsigned char) *p >= 0x20)
+                        fputc(*p, stdout);
+        puts("\"}");
 }
 
 static void print_error(const sd_bus_error *e, const char *prefix) {
@@ -231,16 +251,8 @@ static int run_single(sd_bus *bus, const RunOptions *o, Source *s) {
         fflush(stdout);
         r = sd_bus_call(bus, m, call_timeout_usec(o), &error, &reply);
         if (r < 0) {
-                if (o->json) {
-                        printf("{\"error\":\"%s\",\"error_message\":", error.name ?: "error");
-                        fputc('"', stdout);
-                        for (const char *p = error.message ?: ""; *p; p++)
-                                if (*p == '"' || *p == '\\')
-                                        printf("\\%c", *p);
-                                else if ((unsigned char) *p >= 0x20)
-                                        fputc(*p, stdout);
-                        puts("\"}");
-                }
+                if (o->json)
+                        print_json_error(error.name, error.message);
                 print_error(&error, "");
                 return sbx_error_exit_status(&error);
         }
@@ -402,6 +414,118 @@ static int run_concurrent(sd_bus *bus, const RunOptions *o, Source *src, size_t 
         return status;
 }
 
+typedef struct Transfers {
+        char *first[MAX_TRANSFERS], *second[MAX_TRANSFERS]; /* upload: local, guest; download: guest, local */
+        size_t n;
+} Transfers;
+
+static void transfers_done(Transfers *t) {
+        for (size_t i = 0; i < t->n; i++) {
+                free(t->first[i]);
+                free(t->second[i]);
+        }
+        t->n = 0;
+}
+
+static int transfers_add(Transfers *t, const char *arg, bool upload) {
+        int r;
+
+        if (t->n >= MAX_TRANSFERS) {
+                fprintf(stderr, "sbx: at most %d --%s options\n", MAX_TRANSFERS, upload ? "upload" : "download");
+                return -E2BIG;
+        }
+        r = sbx_transfer_parse(arg, upload, &t->first[t->n], &t->second[t->n]);
+        if (r == -EINVAL)
+                fprintf(stderr, upload ? "sbx: --upload takes LOCAL[:GUEST] (LOCAL names a file), got '%s'\n"
+                                       : "sbx: --download takes GUEST[:LOCAL], got '%s'\n",
+                        arg);
+        if (r < 0)
+                return r;
+        t->n++;
+        return 0;
+}
+
+/* --upload/--download: OpenSession, WriteFile each upload, Exec, ReadFile each download, Close. */
+static int run_in_session(sd_bus *bus, const RunOptions *o, Source *s, const Transfers *up, const Transfers *down) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *result = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        SessionOptions so = {
+                .language = o->language ?: s->language ?: "python",
+                .memory_mb = o->memory_mb,
+                .env = o->env,
+                .n_env = o->n_env,
+        };
+        _cleanup_free_ char *session = NULL;
+        const char *path;
+        int r, status;
+
+        r = sbx_open_session_message(bus, &so, &m);
+        if (r < 0) {
+                fprintf(stderr, "sbx: failed to build the request: %s\n", strerror(-r));
+                return 1;
+        }
+        r = sd_bus_call(bus, m, SBX_OPEN_SESSION_TIMEOUT_USEC, &error, &reply);
+        if (r < 0) {
+                if (o->json)
+                        print_json_error(error.name, error.message);
+                if (error.name && sd_bus_error_has_name(&error, SD_BUS_ERROR_UNKNOWN_METHOD))
+                        fprintf(stderr, "sbx: this broker has no sessions, needed for --upload/--download (%s)\n",
+                                error.message ?: "");
+                else
+                        print_error(&error, "");
+                return error.name ? sbx_session_error_status(&error) : 1;
+        }
+        if (sd_bus_message_read(reply, "o", &path) < 0 || !(session = strdup(path))) {
+                fprintf(stderr, "sbx: unexpected reply to OpenSession\n");
+                return 1;
+        }
+        m = sd_bus_message_unref(m);
+
+        for (size_t i = 0; i < up->n; i++) {
+                status = sbx_upload(bus, sbx_call_sync, NULL, session, up->first[i], up->second[i], false, &error);
+                if (status != 0) {
+                        if (o->json)
+                                print_json_error(error.name ?: "upload", error.message ?: "the upload failed");
+                        goto finish;
+                }
+        }
+
+        r = sbx_exec_message(bus, session, s->code, o->timeout_s, o->json ? -1 : STDOUT_FILENO,
+                             o->json ? -1 : STDERR_FILENO, &m);
+        if (r < 0) {
+                fprintf(stderr, "sbx: failed to build the request: %s\n", strerror(-r));
+                status = 1;
+                goto finish;
+        }
+        fflush(stdout);
+        r = sd_bus_call(bus, m, sbx_exec_call_timeout(o->timeout_s), &error, &result);
+        if (r < 0) {
+                if (o->json)
+                        print_json_error(error.name, error.message);
+                print_error(&error, "");
+                status = error.name ? sbx_session_error_status(&error) : 1;
+                goto finish;
+        }
+        status = exit_status_of(result_exit_code(result));
+        if (o->json) {
+                print_json(result);
+                fputc('\n', stdout);
+        } else if (!o->quiet && isatty(STDERR_FILENO))
+                print_summary(result, "");
+
+        /* Downloads run whatever the code's exit status: a failed job's logs are worth having. The
+         * code's own failure stays the exit status; else the first failed download's. */
+        for (size_t i = 0; i < down->n; i++) {
+                int st = sbx_download(bus, sbx_call_sync, NULL, session, down->first[i], down->second[i], false,
+                                      NULL);
+                if (status == 0)
+                        status = st;
+        }
+finish:
+        sbx_session_close(bus, session);
+        return status;
+}
+
 static void source_done(Source *s) {
         free(s->code);
         free(s->out_line);
@@ -433,6 +557,7 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 { "timeout", required_argument, NULL, 't' },  { "memory", required_argument, NULL, 'm' },
                 { "env", required_argument, NULL, 'e' },      { "json", no_argument, NULL, 'J' },
                 { "quiet", no_argument, NULL, 'q' },          { "help", no_argument, NULL, 'h' },
+                { "upload", required_argument, NULL, 'U' },   { "download", required_argument, NULL, 'D' },
                 {},
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -442,6 +567,7 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
         const char *inline_codes[MAX_SOURCES];
         size_t n_inline = 0;
         char *env_store[SBX_ENV_COUNT_MAX + 1];
+        _cleanup_(transfers_done) Transfers uploads = {}, downloads = {};
         int c, r, status = 1;
 
         o.env = env_store;
@@ -455,12 +581,7 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                         inline_codes[n_inline++] = optarg;
                         break;
                 case 'l':
-                        if (strcmp(optarg, "js") == 0 || strcmp(optarg, "typescript") == 0 ||
-                            strcmp(optarg, "ts") == 0)
-                                optarg = (char *) "javascript";
-                        else if (strcmp(optarg, "bash") == 0 || strcmp(optarg, "sh") == 0)
-                                optarg = (char *) "raw";
-                        o.language = optarg;
+                        o.language = sbx_language_normalize(optarg);
                         break;
                 case 't':
                         if (parse_u32(optarg, "timeout", &o.timeout_s) < 0)
@@ -487,9 +608,18 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 case 'q':
                         o.quiet = true;
                         break;
+                case 'U':
+                case 'D':
+                        if (transfers_add(c == 'U' ? &uploads : &downloads, optarg, c == 'U') < 0)
+                                return 2;
+                        break;
                 case 'h':
                         printf("Usage: sbx run [-l LANG] [-t SECONDS] [-m MB] [-e KEY=VALUE]... [--json] [-q]\n"
-                               "               [-c CODE]... [SOURCE...]\n");
+                               "               [--upload LOCAL[:GUEST]]... [--download GUEST[:LOCAL]]...\n"
+                               "               [-c CODE]... [SOURCE...]\n"
+                               "--upload and --download split on the last colon (a trailing colon takes the\n"
+                               "default for the second path: GUEST = LOCAL's file name, LOCAL = ./NAME); LOCAL\n"
+                               "may be - for stdin (upload) or stdout (download). They need exactly one SOURCE.\n");
                         return 0;
                 default:
                         return 2;
@@ -520,6 +650,17 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 fprintf(stderr, "sbx run: no code given (pass code, a file, - for stdin, or -c CODE)\n");
                 return 2;
         }
+        if ((uploads.n > 0 || downloads.n > 0) && n > 1) {
+                fprintf(stderr, "sbx run: --upload and --download take exactly one source, got %zu\n", n);
+                status = 2;
+                goto finish;
+        }
+        for (size_t i = 0; i < uploads.n; i++)
+                if (strcmp(uploads.first[i], "-") == 0 && optind < argc && strcmp(argv[optind], "-") == 0) {
+                        fprintf(stderr, "sbx run: stdin cannot be both the code and an upload\n");
+                        status = 2;
+                        goto finish;
+                }
 
         r = sbx_bus_connect(kind, address, &bus);
         if (r < 0) {
@@ -529,7 +670,10 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 status = 1;
                 goto finish;
         }
-        status = n == 1 ? run_single(bus, &o, &src[0]) : run_concurrent(bus, &o, src, n);
+        if (uploads.n > 0 || downloads.n > 0)
+                status = run_in_session(bus, &o, &src[0], &uploads, &downloads);
+        else
+                status = n == 1 ? run_single(bus, &o, &src[0]) : run_concurrent(bus, &o, src, n);
 finish:
         for (size_t i = 0; i < n; i++)
                 source_done(&src[i]);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* sbxctl: administration of the sbx suite (status, benchmarks). */
+/* sbxctl: administration of the sbx suite (status, benchmarks, sessions). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "bus-names.h"
 #include "bus-util.h"
 #include "macro.h"
+#include "sessions.h"
 
 static void help(void) {
         printf("Usage: sbxctl [--system|--user|--address ADDR] COMMAND ...\n\n"
@@ -17,7 +18,10 @@ static void help(void) {
                "  status [--json]                    broker, accelerator, VM slots and running jobs\n"
                "  bench cold [-n N] [-l LANG]... [--json]\n"
                "                                     cold-boot benchmark: median and p95 of boot time and\n"
-               "                                     of time to first output, per language\n");
+               "                                     of time to first output, per language\n"
+               "  sessions [--json]                  sessions (open, and closed ones for a while): object path,\n"
+               "                                     language, uid, execs, age, state, owner\n"
+               "  close PATH|ID                      close a session (its owner or root)\n");
 }
 
 static int cmd_status(sd_bus *bus, int argc, char **argv) {
@@ -132,6 +136,10 @@ int main(int argc, char *argv[]) {
                 return cmd_status(bus, sub_argc, sub_argv);
         if (strcmp(cmd, "bench") == 0)
                 return sbxctl_bench(bus, sub_argc, sub_argv);
+        if (strcmp(cmd, "sessions") == 0)
+                return sbxctl_sessions(bus, sub_argc, sub_argv);
+        if (strcmp(cmd, "close") == 0)
+                return sbxctl_close(bus, sub_argc, sub_argv);
         fprintf(stderr, "sbxctl: unknown command '%s' (try --help)\n", cmd);
         return 2;
 }
