@@ -90,7 +90,6 @@ static void session_end(Session *s, const char *current_error, const char *why) 
         s->closed = true;
         log_info("Session %" PRIu64 " closed: %s.", s->id, why);
         session_release_worker(s);
-        s->track = sd_bus_track_unref(s->track);
         reply_error(&s->open_call, current_error, "The session could not start: %s.", why);
 
         snprintf(msg, sizeof msg, "The session is closed: %s.", why);
@@ -480,12 +479,6 @@ static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *us
         return 0;
 }
 
-static int on_owner_gone(sd_bus_track *t, void *userdata) {
-        (void) t;
-        session_close(userdata, "its owner disconnected from the bus");
-        return 0;
-}
-
 static int session_send_open(Session *s) {
         Broker *b = s->broker;
         SbxMsg m;
@@ -548,14 +541,9 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                 return -ENOMEM;
         }
 
-        if (*s->owner) {
-                r = sd_bus_track_new(b->bus, &s->track, on_owner_gone, s);
-                if (r >= 0)
-                        r = sd_bus_track_add_name(s->track, s->owner);
-                if (r < 0)
-                        goto fail;
-        }
-
+        /* A session belongs to the caller's uid, not its connection: a client may
+         * reconnect (or use one connection per call, like busctl). Abandoned
+         * sessions end at their idle timeout. */
         s->holds_slot = true;
         b->n_active++;
         r = broker_spawn_worker(b, &s->worker_fd, &s->worker_pid);
@@ -595,7 +583,6 @@ Session *session_free(Session *s) {
         }
         session_release_worker(s);
         s->timer = sd_event_source_disable_unref(s->timer);
-        s->track = sd_bus_track_unref(s->track);
         s->open_call = sd_bus_message_unref(s->open_call);
         s->list_reply = sd_bus_message_unref(s->list_reply);
         session_op_free(s->current);

@@ -47,7 +47,6 @@ struct Session {
         SbxRequest options; /* language, memory, env, idle timeout */
         char *owner;
         uid_t owner_uid;
-        sd_bus_track *track;
         sd_bus_message *open_call; /* pending OpenSession() until the VM is up */
 
         bool ready, closed, holds_slot;

@@ -11,7 +11,7 @@ B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 
 # uid 65534 opens a session (any local user may run code).
 s=$(nobody busctl --address="$SYS" --json=short call "${B[@]}" OpenSession 'a{sv}' 1 language s raw 2>"$TMP/e" | jq -r '.data[0]')
-check "an unprivileged user opens a session" [[ "$s" == /org/sbx/Broker1/session/_* ]]
+check "an unprivileged user opens a session" grep -q "^/org/sbx/Broker1/session/_" <<<"$s"
 [[ "$s" == /org/sbx/Broker1/session/_* ]] || diag "$(cat "$TMP/e")"
 r=$(nobody busctl --address="$SYS" --json=short call org.sbx.Broker1 "$s" org.sbx.Session1 Exec 'sa{sv}' 'echo mine' 0 | jq -r '.data[0].stdout.data')
 check "  and uses it" [ "$r" = "mine" ]
