@@ -33,6 +33,25 @@ void session_emit_changed(Session *s, const char *property) {
         (void) sd_bus_emit_properties_changed(s->broker->bus, s->path, SBX_SESSION_IFACE, property, NULL);
 }
 
+void session_emit_output(Session *s, const char *destination, SbxStream stream, const void *data, size_t n) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (!destination)
+                return;
+        r = sd_bus_message_new_signal(s->broker->bus, &m, s->path, SBX_SESSION_IFACE, "Output");
+        if (r >= 0)
+                r = sd_bus_message_set_destination(m, destination);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", stream == SBX_STREAM_STDOUT ? "stdout" : "stderr");
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', data, n);
+        if (r >= 0)
+                r = sd_bus_send(s->broker->bus, m, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit Output for %s: %m", s->path);
+}
+
 static int session_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                                sd_bus_error *error) {
         (void) bus;
@@ -255,6 +274,7 @@ static const sd_bus_vtable session_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("ListFiles", "s", SD_BUS_PARAM(path), "a(sbt)", SD_BUS_PARAM(entries),
                                  method_list_files, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Close", "", "", method_close, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_NAMES("Output", "say", SD_BUS_PARAM(stream) SD_BUS_PARAM(data), 0),
         SD_BUS_VTABLE_END,
 };
 

@@ -375,7 +375,10 @@ static int handle_output(Session *s, const uint8_t *p, size_t n) {
                 return -EBADMSG;
         if (!data)
                 return 0;
-        return output_capture_append(stream == SBX_STREAM_STDOUT ? &s->out : &s->err, data, data_len, &taken);
+        r = output_capture_append(stream == SBX_STREAM_STDOUT ? &s->out : &s->err, data, data_len, &taken);
+        if (r >= 0 && taken > 0)
+                session_emit_output(s, sd_bus_message_get_sender(s->current->call), stream, data, taken);
+        return r;
 }
 
 static void session_became_ready(Session *s) {

@@ -79,3 +79,5 @@ SessionOp *session_op_free(SessionOp *op);
 int session_bus_setup(Broker *b);
 int session_check_owner(Session *s, sd_bus_message *m, sd_bus_error *error);
 void session_emit_changed(Session *s, const char *property);
+/* Output(s stream, ay data), sent only to the caller of the running Exec. */
+void session_emit_output(Session *s, const char *destination, SbxStream stream, const void *data, size_t n);

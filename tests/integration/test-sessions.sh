@@ -74,6 +74,20 @@ check "  the session is usable after all of that" [ "$(xget .stdout)" = alive ]
 count=$($BUSCTL get-property org.sbx.Broker1 "$py" org.sbx.Session1 ExecCount | awk '{print $2}')
 check "ExecCount counts every Exec ($count)" [ "$count" -ge 14 ]
 
+# Output streams as unicast signals to the caller of Exec (a monitor sees them on the bus).
+dbus-monitor --address "$SBX_BUS_ADDRESS" "type='signal',interface='org.sbx.Session1',member='Output'" \
+    >"$TMP/monitor" 2>/dev/null &
+mon=$!
+sleep 0.5
+sexec "$py" 'print("streamed-line")'
+sleep 0.5; kill $mon 2>/dev/null; wait $mon 2>/dev/null
+check "Exec output is also emitted as Output signals, addressed to the caller" \
+    grep -q "member=Output" "$TMP/monitor"
+check "  (with the data)" grep -q "streamed-line\|73 74 72 65 61 6d 65 64" "$TMP/monitor"
+
+st=$("$SBXCTL" sessions 2>&1)
+check "sbxctl sessions lists the open sessions" grep -q "${py##*/}" <<<"$st"
+
 # --- paths ---
 for bad in '../x' '/etc/passwd' 'a/../../b' "$(head -c 4097 /dev/zero | tr '\0' a)" "$(head -c 256 /dev/zero | tr '\0' b)"; do
     scall "$py" ListFiles s "$bad"
@@ -145,6 +159,9 @@ timeout 120 script -qfec "$SBX session -l python" /dev/null <"$TMP/typed" >"$TMP
 check "sbx session (python) works through a terminal, block input included" grep -qE '(^|[> ])63$' <(tr -d '\r' <"$TMP/pty.out")
 grep -qE '(^|[> ])63$' <(tr -d '\r' <"$TMP/pty.out") || diag "$(tr -d '\r' <"$TMP/pty.out" | tail -n 15)"
 
-for p in "$py" "$sh" "$js"; do $BUSCTL call org.sbx.Broker1 "$p" org.sbx.Session1 Close >/dev/null 2>&1; done
+"$SBXCTL" close "$py" >/dev/null 2>&1
+check "sbxctl close closes a session" \
+    [ "$($BUSCTL get-property org.sbx.Broker1 "$py" org.sbx.Session1 Closed | awk '{print $2}')" = true ]
+for p in "$sh" "$js"; do $BUSCTL call org.sbx.Broker1 "$p" org.sbx.Session1 Close >/dev/null 2>&1; done
 check_no_leaks "sessions"
 finish
