@@ -144,6 +144,67 @@ static void stats(Sample *s, size_t n, size_t off, double *p50, double *p95, siz
         *ok = k;
 }
 
+/* Warm execs on one session per language: call → reply over D-Bus, output included. */
+static int bench_session(sd_bus *bus, const char *const *langs, size_t n_langs, unsigned runs, bool json) {
+        if (!json)
+                printf("session execs, %u per language after one warm-up (call to reply over D-Bus)\n\n"
+                       "%-11s %4s  %10s %10s %10s\n",
+                       runs, "language", "ok", "p50", "p95", "max");
+        else
+                printf("{\"benchmark\":\"session\",\"runs\":%u,\"languages\":[", runs);
+
+        for (size_t li = 0; li < n_langs; li++) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *open = NULL;
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                const char *code = NULL, *path;
+                for (size_t i = 0; i < ELEMENTSOF(bench_code); i++)
+                        if (strcmp(bench_code[i].language, langs[li]) == 0)
+                                code = bench_code[i].code;
+                if (!code) {
+                        fprintf(stderr, "sbxctl bench: unknown language %s\n", langs[li]);
+                        return 2;
+                }
+                int r = sd_bus_call_method(bus, SBX_BUS_NAME, SBX_BUS_PATH, SBX_BUS_IFACE, "OpenSession", &error,
+                                           &open, "a{sv}", 1, "language", "s", langs[li]);
+                if (r < 0 || sd_bus_message_read(open, "o", &path) < 0) {
+                        fprintf(stderr, "sbxctl bench: OpenSession: %s\n", error.message ?: strerror(-r));
+                        return 1;
+                }
+                _cleanup_free_ char *session = strdup(path);
+                double *v = calloc(runs, sizeof(double));
+                size_t ok = 0;
+                if (!v || !session)
+                        return 1;
+                for (unsigned i = 0; i <= runs; i++) {
+                        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+                        r = sd_bus_call_method(bus, SBX_BUS_NAME, session, "org.sbx.Session1", "Exec", &e, &reply,
+                                               "sa{sv}", code, 0);
+                        uint64_t t1 = now_usec(CLOCK_MONOTONIC);
+                        if (r < 0) {
+                                fprintf(stderr, "sbxctl bench: Exec: %s\n", e.message ?: strerror(-r));
+                                continue;
+                        }
+                        if (i > 0) /* the first one starts the interpreter */
+                                v[ok++] = (double) (t1 - t0) / 1000.0;
+                }
+                (void) sd_bus_call_method(bus, SBX_BUS_NAME, session, "org.sbx.Session1", "Close", NULL, NULL, "");
+                qsort(v, ok, sizeof(double), cmp_double);
+                double p50 = percentile(v, ok, 50), p95 = percentile(v, ok, 95), mx = ok ? v[ok - 1] : 0;
+                if (!json)
+                        printf("%-11s %2zu/%-2u %7.1f ms %7.1f ms %7.1f ms\n", langs[li], ok, runs, p50, p95, mx);
+                else
+                        printf("%s{\"language\":\"%s\",\"ok\":%zu,\"exec_ms_p50\":%.2f,\"exec_ms_p95\":%.2f}",
+                               li ? "," : "", langs[li], ok, p50, p95);
+                fflush(stdout);
+                free(v);
+        }
+        if (json)
+                puts("]}");
+        return 0;
+}
+
 int sbxctl_bench(sd_bus *bus, int argc, char **argv) {
         static const struct option options[] = {
                 { "runs", required_argument, NULL, 'n' },
@@ -158,10 +219,11 @@ int sbxctl_bench(sd_bus *bus, int argc, char **argv) {
         int c;
         _cleanup_free_ char *accel = NULL;
 
-        if (argc < 2 || strcmp(argv[1], "cold") != 0) {
-                fprintf(stderr, "sbxctl bench: only 'cold' exists so far (sbxctl bench cold [-n N] [-l LANG])\n");
+        if (argc < 2 || (strcmp(argv[1], "cold") != 0 && strcmp(argv[1], "session") != 0)) {
+                fprintf(stderr, "sbxctl bench: cold or session (sbxctl bench cold|session [-n N] [-l LANG] [--json])\n");
                 return 2;
         }
+        bool session = strcmp(argv[1], "session") == 0;
         argc--;
         argv++;
         while ((c = getopt_long(argc, argv, "n:l:", options, NULL)) >= 0)
@@ -187,6 +249,8 @@ int sbxctl_bench(sd_bus *bus, int argc, char **argv) {
                 for (size_t i = 0; i < ELEMENTSOF(bench_code); i++)
                         langs[n_langs++] = bench_code[i].language;
 
+        if (session)
+                return bench_session(bus, langs, n_langs, runs, json);
         (void) sd_bus_get_property_string(bus, SBX_BUS_NAME, SBX_BUS_PATH, SBX_BUS_IFACE, "Accel", NULL, &accel);
 
         if (!json)

@@ -19,6 +19,8 @@ static void help(void) {
                "  bench cold [-n N] [-l LANG]... [--json]\n"
                "                                     cold-boot benchmark: median and p95 of boot time and\n"
                "                                     of time to first output, per language\n"
+               "  bench session [-n N] [-l LANG]... [--json]\n"
+               "                                     warm Exec latency on one session per language\n"
                "  sessions [--json]                  sessions (open, and closed ones for a while): object path,\n"
                "                                     language, uid, execs, age, state, owner\n"
                "  close PATH|ID                      close a session (its owner or root)\n");
