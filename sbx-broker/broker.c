@@ -20,6 +20,17 @@
 #define HOST_RESERVE_MB 512u
 #define VM_OVERHEAD_MB 160u
 
+uid_t bus_sender_uid(sd_bus_message *m) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid = (uid_t) -1;
+
+        /* dbus-daemon reports the connection's uid, sd-bus may ask for either field. */
+        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds) >= 0 &&
+            sd_bus_creds_get_euid(creds, &uid) < 0)
+                (void) sd_bus_creds_get_uid(creds, &uid);
+        return uid;
+}
+
 static uint64_t host_memory_mb(void) {
         long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
         if (pages <= 0 || size <= 0)

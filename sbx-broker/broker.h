@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -31,6 +32,9 @@ typedef struct Broker {
 int broker_new(const char *config_path, bool system_bus, Broker **ret);
 Broker *broker_free(Broker *b);
 int broker_run(Broker *b);
+
+/* The uid of a method call's sender ((uid_t) -1 when the bus cannot tell). */
+uid_t bus_sender_uid(sd_bus_message *m);
 
 /* Starts queued jobs while VM slots are free. */
 void broker_dispatch_queue(Broker *b);

@@ -69,13 +69,8 @@ static int job_node_enumerator(sd_bus *bus, const char *path, void *userdata, ch
 
 /* Owners manage their own jobs; root manages all. */
 static int job_check_owner(Job *j, sd_bus_message *m, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid = (uid_t) -1;
-        int r;
+        uid_t uid = bus_sender_uid(m);
 
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
-        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
-                (void) sd_bus_creds_get_uid(creds, &uid);
         if (uid == 0 || (uid != (uid_t) -1 && uid == j->owner_uid))
                 return 0;
         return sd_bus_error_setf(error, SBX_ERROR_ACCESS_DENIED, "Job %" PRIu64 " belongs to another user.", j->id);

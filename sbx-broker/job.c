@@ -240,22 +240,12 @@ static int handle_worker_frame(Job *j, uint8_t type, const uint8_t *p, size_t n)
                 job_try_complete(j);
                 return 0;
         case SBX_W_ERROR: {
-                uint32_t kind = SBX_ERR_INTERNAL;
                 _cleanup_free_ char *msg = NULL;
-                sbx_tlv_iter_init(&it, p, n);
-                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                        if (tag == SBX_T_ERROR_KIND)
-                                r = sbx_tlv_u32(v, len, &kind);
-                        else if (tag == SBX_T_MESSAGE && !msg)
-                                r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
-                        if (r < 0)
-                                return r;
-                }
-                const char *name = kind == SBX_ERR_TRANSIENT      ? SBX_ERROR_VM_TRANSIENT
-                                   : kind == SBX_ERR_BOOT_TIMEOUT ? SBX_ERROR_VM_BOOT_TIMEOUT
-                                   : kind == SBX_ERR_INVALID      ? SBX_ERROR_INVALID_INPUT
-                                                                  : SBX_ERROR_INTERNAL;
-                job_fail(j, name, "%s", msg ?: "The VM worker failed.");
+                uint32_t kind;
+                r = worker_error_parse(p, n, &kind, &msg);
+                if (r < 0)
+                        return r;
+                job_fail(j, worker_error_name(kind), "%s", msg ?: "The VM worker failed.");
                 return 0;
         }
         default:
@@ -370,9 +360,8 @@ static int on_owner_gone(sd_bus_track *t, void *userdata) {
 }
 
 int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         Job *j;
-        uid_t uid = (uid_t) -1;
+        uid_t uid;
         int r;
 
         if (b->n_active >= b->max_vms && b->n_queued >= b->config.queue_max)
@@ -380,9 +369,7 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
                                          "All %u VM slots are busy and %u requests are already waiting.", b->max_vms,
                                          b->n_queued);
 
-        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
-        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
-                (void) sd_bus_creds_get_uid(creds, &uid);
+        uid = bus_sender_uid(call);
 
         j = calloc(1, sizeof(Job));
         if (!j)

@@ -7,6 +7,7 @@
 #include "frame.h"
 #include "macro.h"
 #include "proto.h"
+#include "bus-names.h"
 #include "result.h"
 
 void run_result_done(RunResult *r) {
@@ -128,4 +129,42 @@ int run_result_append(sd_bus_message *m, const RunResult *res, const OutputCaptu
             (r = sd_bus_message_append(m, "{sv}", "snapshot_tier", "s", "cold")) < 0)
                 return r;
         return 0;
+}
+
+int worker_error_parse(const uint8_t *p, size_t n, uint32_t *ret_kind, char **ret_message) {
+        _cleanup_free_ char *msg = NULL;
+        uint32_t kind = SBX_ERR_INTERNAL;
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        int r;
+
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                if (tag == SBX_T_ERROR_KIND)
+                        r = sbx_tlv_u32(v, len, &kind);
+                else if (tag == SBX_T_MESSAGE && !msg)
+                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        *ret_kind = kind;
+        *ret_message = TAKE_PTR(msg);
+        return 0;
+}
+
+const char *worker_error_name(uint32_t kind) {
+        switch (kind) {
+        case SBX_ERR_TRANSIENT:
+                return SBX_ERROR_VM_TRANSIENT;
+        case SBX_ERR_BOOT_TIMEOUT:
+                return SBX_ERROR_VM_BOOT_TIMEOUT;
+        case SBX_ERR_INVALID:
+                return SBX_ERROR_INVALID_INPUT;
+        default:
+                return SBX_ERROR_INTERNAL;
+        }
 }

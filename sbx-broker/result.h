@@ -27,3 +27,8 @@ void run_result_note_timeout(const RunResult *r, OutputCapture *err, char *buf, 
 /* Appends the result keys (not the dictionary's open/close). */
 int run_result_append(sd_bus_message *m, const RunResult *r, const OutputCapture *out, const OutputCapture *err,
                       const char *accel_default);
+
+/* A worker's W_ERROR: its kind (SbxErrorKind) and message (NULL when absent, owned). */
+int worker_error_parse(const uint8_t *payload, size_t n, uint32_t *ret_kind, char **ret_message);
+/* The D-Bus error name for an SbxErrorKind. */
+const char *worker_error_name(uint32_t kind);

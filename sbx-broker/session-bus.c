@@ -10,20 +10,10 @@
 #include "session.h"
 #include "validate.h"
 
-static int caller_uid(sd_bus_message *m, uid_t *ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid = (uid_t) -1;
-        int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
-        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
-                (void) sd_bus_creds_get_uid(creds, &uid);
-        *ret = uid;
-        return uid == (uid_t) -1 ? -EPERM : 0;
-}
-
 /* A session belongs to the uid that opened it; root may touch any. */
 int session_check_owner(Session *s, sd_bus_message *m, sd_bus_error *error) {
-        uid_t uid;
-        if (caller_uid(m, &uid) >= 0 && (uid == 0 || uid == s->owner_uid))
+        uid_t uid = bus_sender_uid(m);
+        if (uid != (uid_t) -1 && (uid == 0 || uid == s->owner_uid))
                 return 0;
         log_notice("Refused uid %d access to session %s (owner uid %d).", (int) uid, s->path, (int) s->owner_uid);
         return sd_bus_error_setf(error, SBX_ERROR_ACCESS_DENIED, "Session %s belongs to another user.", s->path);
@@ -299,7 +289,7 @@ int method_list_sessions(sd_bus_message *m, void *userdata, sd_bus_error *error)
         int r;
         (void) error;
 
-        (void) caller_uid(m, &uid);
+        uid = bus_sender_uid(m);
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(ossuutb)");

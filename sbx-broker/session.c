@@ -424,21 +424,11 @@ static int handle_frame(Session *s, uint8_t type, const uint8_t *p, size_t n) {
         case SBX_W_LIST_ENTRY:
                 return handle_list_entry(s, p, n);
         case SBX_W_ERROR: {
-                SbxTlvIter it;
-                uint16_t tag;
-                const uint8_t *v;
-                uint32_t len, kind = SBX_ERR_TRANSIENT;
                 _cleanup_free_ char *msg = NULL;
-                int r;
-                sbx_tlv_iter_init(&it, p, n);
-                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                        if (tag == SBX_T_ERROR_KIND)
-                                r = sbx_tlv_u32(v, len, &kind);
-                        else if (tag == SBX_T_MESSAGE && !msg)
-                                r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
-                        if (r < 0)
-                                return r;
-                }
+                uint32_t kind;
+                int r = worker_error_parse(p, n, &kind, &msg);
+                if (r < 0)
+                        return r;
                 if (!s->ready && kind == SBX_ERR_BOOT_TIMEOUT)
                         session_end(s, SBX_ERROR_VM_BOOT_TIMEOUT, msg ?: "the VM did not boot");
                 else
@@ -501,9 +491,8 @@ static int session_send_open(Session *s) {
 }
 
 int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         Session *s;
-        uid_t uid = (uid_t) -1;
+        uid_t uid;
         int r;
 
         s = calloc(1, sizeof(Session));
@@ -525,9 +514,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                                          "All %u VM slots are busy; a session needs one of its own.", b->max_vms);
         }
 
-        r = sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
-        if (r >= 0 && sd_bus_creds_get_euid(creds, &uid) < 0)
-                (void) sd_bus_creds_get_uid(creds, &uid);
+        uid = bus_sender_uid(call);
         s->owner_uid = uid;
         s->id = ++b->next_id;
         snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);

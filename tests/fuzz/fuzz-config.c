@@ -8,14 +8,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz.h"
 
-#define FUZZ_CHECK(x)                                                                                                  \
-        do {                                                                                                           \
-                if (!(x))                                                                                              \
-                        __builtin_trap();                                                                              \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         SbxConfig c = {};

@@ -3,8 +3,7 @@
  * every byte is controlled by code running in the VM. */
 
 #include "fuzz-frame.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_frames(data, size, SBX_GUEST_FRAME_MAX);

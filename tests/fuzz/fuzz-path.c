@@ -11,14 +11,8 @@
 #include "path-check.h"
 #include "proto.h"
 #include "validate.h"
+#include "fuzz.h"
 
-#define FUZZ_CHECK(x)                       \
-        do {                                \
-                if (!(x))                   \
-                        __builtin_trap();   \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static char out[PATH_CHECK_MAX + 1];

@@ -12,12 +12,8 @@
 
 #include "request.h"
 #include "validate.h"
+#include "fuzz.h"
 
-#define FUZZ_CHECK(x)                       \
-        do {                                \
-                if (!(x))                   \
-                        __builtin_trap();   \
-        } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

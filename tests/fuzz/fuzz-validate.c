@@ -11,14 +11,8 @@
 #include "proto.h"
 #include "utf8.h"
 #include "validate.h"
+#include "fuzz.h"
 
-#define FUZZ_CHECK(x)                                                                                                  \
-        do {                                                                                                           \
-                if (!(x))                                                                                              \
-                        __builtin_trap();                                                                              \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *reason = NULL;

@@ -5,8 +5,7 @@
  * both readers. */
 
 #include "fuzz-frame.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_frames(data, size, SBX_WORKER_FRAME_MAX);

@@ -12,14 +12,8 @@
 #include "config.h"
 #include "guest-channel.h"
 #include "run-request.h"
+#include "fuzz.h"
 
-#define FUZZ_CHECK(x)                       \
-        do {                                \
-                if (!(x))                   \
-                        __builtin_trap();   \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *reason = NULL;
