@@ -21,15 +21,11 @@
 
 #include "config.h"
 #include "frame.h"
+#include "fuzz.h"
 #include "proto.h"
 #include "utf8.h"
 #include "validate.h"
 
-#define FUZZ_CHECK(x)                                                                                                  \
-        do {                                                                                                           \
-                if (!(x))                                                                                              \
-                        __builtin_trap();                                                                              \
-        } while (0)
 
 /* What the host does with a string item: copy it within a limit and look
  * at it. */
