@@ -23,6 +23,7 @@ if [[ ! -f "$cached" ]]; then
     fi
     build="$cache/kernel/build-$key"
     rm -rf "$build"; mkdir -p "$build"
+    trap 'rm -rf "$build"' EXIT
     make -s -C "$srcdir" O="$build" tinyconfig
     "$srcdir/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$here/kernel/sbx.config" >/dev/null
     make -s -C "$srcdir" O="$build" olddefconfig

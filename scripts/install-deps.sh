@@ -16,7 +16,7 @@ BOOKWORM_PKGS=(
     clang llvm
     cpio erofs-utils debootstrap zstd lz4 xz-utils
     bc bison flex libelf-dev libssl-dev kmod
-    jq socat tmux procps iproute2 util-linux python3
+    jq socat tmux procps iproute2 util-linux bsdutils python3
 )
 BACKPORTS_PKGS=(
     qemu-system-x86 qemu-utils meson libbpf-dev bpftool linux-source-6.12
@@ -39,6 +39,11 @@ export DEBIAN_FRONTEND=noninteractive
 as_root apt-get update -q
 as_root apt-get install -y -q --no-install-recommends "${BOOKWORM_PKGS[@]}"
 as_root apt-get install -y -q --no-install-recommends -t bookworm-backports "${BACKPORTS_PKGS[@]}"
+
+# Bun for the guest comes from npm; use the machine's Node.js if it has one, else Debian's.
+if ! command -v npm >/dev/null; then
+    as_root apt-get install -y -q --no-install-recommends nodejs npm
+fi
 
 touch "$stamp"
 echo "install-deps: done"
