@@ -17,7 +17,6 @@
 #include "macro.h"
 #include "proto.h"
 #include "validate.h"
-#include "worker-spawn.h"
 
 /* How long finished output may take to reach a slow caller fd before the rest is dropped. */
 #define JOB_DRAIN_TIMEOUT_USEC (10u * 1000000u)
@@ -41,20 +40,7 @@ static void job_set_state(Job *j, JobState s) {
 static void job_try_complete(Job *j);
 
 static void job_release_worker(Job *j, bool kill_worker) {
-        Broker *b = j->broker;
-
-        j->worker_io = sd_event_source_disable_unref(j->worker_io);
-        j->worker_fd = safe_close(j->worker_fd);
-        if (j->worker_pid > 0 && kill_worker)
-                /* The worker kills its QEMU on SIGTERM; its exit is reaped by a floating child source. */
-                (void) kill(j->worker_pid, SIGTERM);
-        j->worker_pid = 0;
-        sbx_frame_reader_done(&j->reader);
-        if (j->holds_slot) {
-                j->holds_slot = false;
-                b->n_active--;
-                broker_dispatch_queue(b);
-        }
+        worker_link_release(&j->worker, kill_worker);
 }
 
 static void job_fail(Job *j, const char *error_name, const char *fmt, ...) _printf_(3, 4);
@@ -186,7 +172,8 @@ static int handle_result(Job *j, const uint8_t *p, size_t n) {
         return 0;
 }
 
-static int handle_worker_frame(Job *j, uint8_t type, const uint8_t *p, size_t n) {
+static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
+        Job *j = userdata;
         SbxTlvIter it;
         uint16_t tag;
         const uint8_t *v;
@@ -253,40 +240,17 @@ static int handle_worker_frame(Job *j, uint8_t type, const uint8_t *p, size_t n)
         }
 }
 
-static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_worker_lost(void *userdata, int error, bool protocol) {
         Job *j = userdata;
-        int r;
-        (void) s;
-        (void) revents;
 
-        r = sbx_frame_reader_fill(&j->reader, fd);
-        if (r == -EAGAIN || r == -EINTR)
-                return 0;
-        if (r <= 0) {
-                if (r < 0)
-                        log_debug_errno(r, "Job %" PRIu64 ": reading the worker failed: %m", j->id);
-                job_fail(j, SBX_ERROR_VM_TRANSIENT,
-                         "The VM worker exited before returning a result (was it or its QEMU killed?). "
-                         "Safe to retry.");
-                return 0;
+        if (protocol) {
+                job_fail(j, SBX_ERROR_INTERNAL, "Protocol error from the VM worker: %s", strerror(-error));
+                return;
         }
-        for (;;) {
-                uint8_t type;
-                const uint8_t *payload;
-                size_t len;
-
-                if (j->completed || j->have_result || j->error_name)
-                        return 0;
-                r = sbx_frame_reader_next(&j->reader, &type, &payload, &len);
-                if (r == 0)
-                        return 0;
-                if (r > 0)
-                        r = handle_worker_frame(j, type, payload, len);
-                if (r < 0) {
-                        job_fail(j, SBX_ERROR_INTERNAL, "Protocol error from the VM worker: %s", strerror(-r));
-                        return 0;
-                }
-        }
+        if (error < 0)
+                log_debug_errno(error, "Job %" PRIu64 ": reading the worker failed: %m", j->id);
+        job_fail(j, SBX_ERROR_VM_TRANSIENT,
+                 "The VM worker exited before returning a result (was it or its QEMU killed?). Safe to retry.");
 }
 
 static int job_send_run(Job *j) {
@@ -305,37 +269,27 @@ static int job_send_run(Job *j) {
         sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
         sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
         /* The worker reads its request first thing; a brief blocking write is fine. */
-        r = sbx_msg_send(&m, j->worker_fd);
+        r = sbx_msg_send(&m, j->worker.fd);
         sbx_msg_done(&m);
         return r;
 }
 
 int job_start(Job *j) {
         Broker *b = j->broker;
-        int fd = -EBADF, r;
+        int r;
 
         j->timer = sd_event_source_disable_unref(j->timer);
-        j->holds_slot = true;
-        b->n_active++;
         j->t_started = now_usec(CLOCK_MONOTONIC);
         job_set_state(j, JOB_BOOTING);
 
-        r = broker_spawn_worker(b, &fd, &j->worker_pid);
+        r = worker_link_start(&j->worker, b, handle_worker_frame, on_worker_lost, j);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
                 return r;
         }
-        j->worker_fd = fd;
-        sbx_frame_reader_init(&j->reader, SBX_WORKER_FRAME_MAX);
         r = job_send_run(j);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));
-                return r;
-        }
-        (void) fd_set_nonblock(j->worker_fd, 1);
-        r = sd_event_add_io(b->event, &j->worker_io, j->worker_fd, EPOLLIN, on_worker_io, j);
-        if (r < 0) {
-                job_fail(j, SBX_ERROR_INTERNAL, "Failed to watch the VM worker: %s", strerror(-r));
                 return r;
         }
         return 0;
@@ -377,7 +331,7 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         j->broker = b;
         j->id = ++b->next_id;
         snprintf(j->path, sizeof j->path, SBX_JOB_PREFIX "/_%" PRIu64, j->id);
-        j->worker_fd = -EBADF;
+        worker_link_init(&j->worker);
         j->owner_uid = uid;
         j->req = *req;
         request_init(req, 0); /* taken over */

@@ -13,6 +13,7 @@
 #include "output.h"
 #include "request.h"
 #include "result.h"
+#include "worker-spawn.h"
 
 typedef enum JobState {
         JOB_QUEUED,
@@ -38,12 +39,8 @@ struct Job {
         sd_bus_message *reply_to; /* pending Run() call */
         bool emit_signals;        /* StartRun() */
 
-        bool holds_slot;
-        pid_t worker_pid;
-        int worker_fd;
-        sd_event_source *worker_io;
+        WorkerLink worker;
         sd_event_source *timer; /* queue deadline, output drain deadline, then linger */
-        SbxFrameReader reader;
         uint32_t qemu_pid;
 
         OutputCapture out, err;

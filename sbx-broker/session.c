@@ -16,7 +16,6 @@
 #include "session.h"
 #include "utf8.h"
 #include "validate.h"
-#include "worker-spawn.h"
 
 SessionOp *session_op_free(SessionOp *op) {
         if (!op)
@@ -37,18 +36,8 @@ Session *broker_find_session(Broker *b, const char *path) {
 }
 
 static void session_release_worker(Session *s) {
-        Broker *b = s->broker;
-
-        s->worker_io = sd_event_source_disable_unref(s->worker_io);
         /* EOF tells the worker to stop the VM and clean up. */
-        s->worker_fd = safe_close(s->worker_fd);
-        s->worker_pid = 0;
-        sbx_frame_reader_done(&s->reader);
-        if (s->holds_slot) {
-                s->holds_slot = false;
-                b->n_active--;
-                broker_dispatch_queue(b);
-        }
+        worker_link_release(&s->worker, false);
 }
 
 static void reply_error(sd_bus_message **call, const char *name, const char *fmt, const char *arg) {
@@ -185,7 +174,7 @@ static int send_op(Session *s, SessionOp *op) {
                 sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, op->req.timeout_s * 1000u);
                 for (size_t i = 0; i < op->req.n_env; i++)
                         sbx_msg_put_str(&m, SBX_T_ENV, op->req.env[i]);
-                r = sbx_msg_send(&m, s->worker_fd);
+                r = sbx_msg_send(&m, s->worker.fd);
                 break;
         case SESSION_OP_WRITE:
         case SESSION_OP_READ:
@@ -193,14 +182,14 @@ static int send_op(Session *s, SessionOp *op) {
                 sbx_msg_put_str(&m, SBX_T_PATH, op->path);
                 if (op->kind == SESSION_OP_WRITE)
                         sbx_msg_put_u32(&m, SBX_T_MODE, op->mode);
-                r = sbx_msg_send_with_fd(&m, s->worker_fd, op->fd);
+                r = sbx_msg_send_with_fd(&m, s->worker.fd, op->fd);
                 /* The worker has its own copy now. */
                 op->fd = safe_close(op->fd);
                 break;
         case SESSION_OP_LIST:
                 sbx_msg_begin(&m, SBX_B_LIST);
                 sbx_msg_put_str(&m, SBX_T_PATH, op->path);
-                r = sbx_msg_send(&m, s->worker_fd);
+                r = sbx_msg_send(&m, s->worker.fd);
                 break;
         default:
                 return -EINVAL;
@@ -393,7 +382,8 @@ static void session_became_ready(Session *s) {
                 session_arm_idle(s);
 }
 
-static int handle_frame(Session *s, uint8_t type, const uint8_t *p, size_t n) {
+static int handle_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
+        Session *s = userdata;
         switch (type) {
         case SBX_W_SESSION_READY:
                 if (s->ready)
@@ -440,36 +430,14 @@ static int handle_frame(Session *s, uint8_t type, const uint8_t *p, size_t n) {
         }
 }
 
-static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+static void on_worker_lost(void *userdata, int error, bool protocol) {
         Session *s = userdata;
-        int r;
-        (void) src;
-        (void) revents;
 
-        r = sbx_frame_reader_fill(&s->reader, fd);
-        if (r == -EAGAIN || r == -EINTR)
-                return 0;
-        if (r <= 0) {
+        if (protocol) {
+                log_warning_errno(error, "Session %" PRIu64 ": protocol error from the worker: %m", s->id);
+                session_vm_lost(s, "protocol error from the VM worker");
+        } else
                 session_vm_lost(s, "the VM worker exited (was it or its QEMU killed?)");
-                return 0;
-        }
-        while (!s->closed) {
-                uint8_t type;
-                const uint8_t *payload;
-                size_t len;
-
-                r = sbx_frame_reader_next(&s->reader, &type, &payload, &len);
-                if (r == 0)
-                        return 0;
-                if (r > 0)
-                        r = handle_frame(s, type, payload, len);
-                if (r < 0) {
-                        log_warning_errno(r, "Session %" PRIu64 ": protocol error from the worker: %m", s->id);
-                        session_vm_lost(s, "protocol error from the VM worker");
-                        return 0;
-                }
-        }
-        return 0;
 }
 
 static int session_send_open(Session *s) {
@@ -485,7 +453,7 @@ static int session_send_open(Session *s) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
         for (size_t i = 0; i < s->options.n_env; i++)
                 sbx_msg_put_str(&m, SBX_T_ENV, s->options.env[i]);
-        r = sbx_msg_send(&m, s->worker_fd);
+        r = sbx_msg_send(&m, s->worker.fd);
         sbx_msg_done(&m);
         return r;
 }
@@ -499,7 +467,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         if (!s)
                 return -ENOMEM;
         s->broker = b;
-        s->worker_fd = -EBADF;
+        worker_link_init(&s->worker);
         request_init(&s->options, b->config.default_memory_mb);
         r = request_read(call, &s->options, REQ_KEYS_OPEN_SESSION, b->max_memory_mb, error);
         if (r < 0) {
@@ -534,17 +502,9 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         /* A session belongs to the caller's uid, not its connection: a client may
          * reconnect (or use one connection per call, like busctl). Abandoned
          * sessions end at their idle timeout. */
-        s->holds_slot = true;
-        b->n_active++;
-        r = broker_spawn_worker(b, &s->worker_fd, &s->worker_pid);
-        if (r < 0)
-                goto fail;
-        sbx_frame_reader_init(&s->reader, SBX_WORKER_FRAME_MAX);
-        r = session_send_open(s);
-        if (r < 0)
-                goto fail;
-        (void) fd_set_nonblock(s->worker_fd, 1);
-        r = sd_event_add_io(b->event, &s->worker_io, s->worker_fd, EPOLLIN, on_worker_io, s);
+        r = worker_link_start(&s->worker, b, handle_frame, on_worker_lost, s);
+        if (r >= 0)
+                r = session_send_open(s);
         if (r < 0)
                 goto fail;
         s->open_call = sd_bus_message_ref(call);

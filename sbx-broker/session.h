@@ -17,6 +17,7 @@
 #include "output.h"
 #include "request.h"
 #include "result.h"
+#include "worker-spawn.h"
 
 #define SESSION_QUEUE_MAX 16u
 
@@ -49,12 +50,9 @@ struct Session {
         uid_t owner_uid;
         sd_bus_message *open_call; /* pending OpenSession() until the VM is up */
 
-        bool ready, closed, holds_slot;
-        pid_t worker_pid;
-        int worker_fd;
-        sd_event_source *worker_io;
+        bool ready, closed;
+        WorkerLink worker;
         sd_event_source *timer; /* idle timeout, then linger once closed */
-        SbxFrameReader reader;
 
         SessionOp *queue_head, *queue_tail, *current;
         size_t n_queued;

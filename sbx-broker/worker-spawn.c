@@ -11,6 +11,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "proto.h"
 #include "worker-spawn.h"
 
 static int connect_worker_socket(const char *path, int *ret_fd) {
@@ -29,7 +30,7 @@ static int connect_worker_socket(const char *path, int *ret_fd) {
         return 0;
 }
 
-int broker_spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
+static int spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
         int sv[2], r;
         pid_t pid;
 
@@ -70,4 +71,73 @@ int broker_spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
         *ret_pid = pid;
         *ret_fd = sv[0];
         return 0;
+}
+
+void worker_link_init(WorkerLink *l) {
+        *l = (WorkerLink) { .fd = -EBADF };
+}
+
+static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        WorkerLink *l = userdata;
+        int r;
+        (void) src;
+        (void) revents;
+
+        r = sbx_frame_reader_fill(&l->reader, fd);
+        if (r == -EAGAIN || r == -EINTR)
+                return 0;
+        if (r <= 0) {
+                l->on_lost(l->userdata, r, false);
+                return 0;
+        }
+        /* A handler may release the link (result or error): stop reading then. */
+        while (l->fd >= 0) {
+                uint8_t type;
+                const uint8_t *payload;
+                size_t len;
+
+                r = sbx_frame_reader_next(&l->reader, &type, &payload, &len);
+                if (r == 0)
+                        return 0;
+                if (r > 0)
+                        r = l->on_frame(l->userdata, type, payload, len);
+                if (r < 0) {
+                        l->on_lost(l->userdata, r, true);
+                        return 0;
+                }
+        }
+        return 0;
+}
+
+int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata) {
+        int r;
+
+        l->broker = b;
+        l->on_frame = on_frame;
+        l->on_lost = on_lost;
+        l->userdata = userdata;
+        l->holds_slot = true;
+        b->n_active++;
+
+        r = spawn_worker(b, &l->fd, &l->pid);
+        if (r < 0)
+                return r;
+        sbx_frame_reader_init(&l->reader, SBX_WORKER_FRAME_MAX);
+        return sd_event_add_io(b->event, &l->io, l->fd, EPOLLIN, on_worker_io, l);
+}
+
+void worker_link_release(WorkerLink *l, bool kill_worker) {
+        l->io = sd_event_source_disable_unref(l->io);
+        l->fd = safe_close(l->fd);
+        if (l->pid > 0 && kill_worker)
+                /* The worker kills its QEMU on SIGTERM; the broker's SIGCHLD handler reaps it. */
+                (void) kill(l->pid, SIGTERM);
+        l->pid = 0;
+        sbx_frame_reader_done(&l->reader);
+        if (l->holds_slot) {
+                l->holds_slot = false;
+                l->broker->n_active--;
+                broker_dispatch_queue(l->broker);
+        }
 }

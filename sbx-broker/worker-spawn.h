@@ -1,12 +1,43 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
+/* The broker's end of one VM worker, shared by jobs and sessions: it holds a
+ * VM slot, starts the worker, reads its frames and hands them over, and
+ * gives everything back in one call. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-event.h>
 
 #include "broker.h"
+#include "frame.h"
 
-/* Gets a connection to a fresh sbx-vmworker: in the embedded mode a forked
+/* A frame from the worker; a negative return is a protocol error. */
+typedef int (*worker_frame_handler_t)(void *userdata, uint8_t type, const uint8_t *payload, size_t len);
+/* The connection is gone: EOF or a read error (protocol false), or a frame the owner refused (protocol true). */
+typedef void (*worker_lost_handler_t)(void *userdata, int error, bool protocol);
+
+typedef struct WorkerLink {
+        Broker *broker;
+        int fd;
+        pid_t pid; /* 0 in socket mode, where systemd owns the worker */
+        sd_event_source *io;
+        SbxFrameReader reader;
+        bool holds_slot;
+        worker_frame_handler_t on_frame;
+        worker_lost_handler_t on_lost;
+        void *userdata;
+} WorkerLink;
+
+void worker_link_init(WorkerLink *l);
+/* Takes a VM slot and connects a fresh worker: in the embedded mode a forked
  * worker with a socketpair end as its fd 3 (the socket-activation contract);
- * with worker_socket set, a connection to sbx-vmworker.socket (Accept=yes),
- * and *ret_pid is 0. */
-int broker_spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid);
+ * with worker_socket set, a connection to sbx-vmworker.socket (Accept=yes).
+ * Frames arrive once the caller has sent the first one. */
+int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata);
+/* Closes the connection (the worker stops its VM on EOF), SIGTERMs the worker
+ * if asked, and gives the VM slot back. Idempotent. */
+void worker_link_release(WorkerLink *l, bool kill_worker);
