@@ -106,7 +106,19 @@ SbxAccel accel_probe(const SbxConfig *config) {
                 .vcpus = 1,
                 .cmdline_extra = "sbx.probe=1",
                 .sandbox = true,
+                .image_fds = true,
         };
+        /* Probe as the user the VMs run as (qemu_resolve_creds()): /dev/kvm must open for that user. */
+        QemuCreds creds;
+        QemuImages images = QEMU_IMAGES_NULL;
+        QemuChild child = QEMU_CHILD_NULL;
+        const char *failed = NULL;
+        (void) qemu_resolve_creds(&creds);
+        r = qemu_images_open(config->kernel, config->initrd, config->rootfs, &images, &failed);
+        if (r < 0) {
+                log_error_errno(r, "KVM probe: cannot open %s: %m", failed ?: "the guest images");
+                return SBX_ACCEL_TCG;
+        }
         r = qemu_build_argv(&o, &argv);
         if (r < 0) {
                 log_error_errno(r, "Failed to build the QEMU command line: %m");
@@ -116,13 +128,17 @@ SbxAccel accel_probe(const SbxConfig *config) {
             socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, console) < 0 ||
             pipe2(err, O_CLOEXEC | O_NONBLOCK) < 0) {
                 log_error_errno(errno, "Failed to create the probe's channels: %m");
+                qemu_images_close(&images);
                 return SBX_ACCEL_TCG;
         }
         console_init(&console_log, "probe console", LOG_DEBUG);
         console_init(&qemu_stderr, "probe qemu", LOG_DEBUG);
 
         uint64_t start = now_usec(CLOCK_MONOTONIC);
-        r = qemu_spawn(argv, agent[1], console[1], err[1], NULL, NULL, &pid);
+        r = qemu_prepare(argv, agent[1], console[1], err[1], &images, &creds, &child);
+        qemu_images_close(&images);
+        if (r >= 0)
+                r = qemu_release(&child, NULL, NULL, &pid);
         if (r < 0) {
                 log_error_errno(r, "Failed to start QEMU for the KVM probe: %m");
                 return SBX_ACCEL_TCG;

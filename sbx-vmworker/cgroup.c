@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
 #include <signal.h>
@@ -402,6 +403,31 @@ void vm_cgroup_create(VmCgroup *cg, const char *parent, uint64_t run_id, uint32_
                         log_debug("VM cgroup: %s", cg->dirs[role]);
 }
 
+void vm_cgroup_open_procs(VmCgroup *cg) {
+        if (cg->procs_open)
+                return;
+        for (CgroupRole role = 0; role < _CGROUP_ROLE_MAX; role++) {
+                cg->procs_fds[role] = -EBADF;
+                if (!cg->dirs[role])
+                        continue;
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s/cgroup.procs", cg->dirs[role]) < 0)
+                        continue;
+                cg->procs_fds[role] = open(p, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                if (cg->procs_fds[role] < 0)
+                        log_debug_errno(errno, "Failed to open %s: %m", p);
+        }
+        cg->procs_open = true;
+}
+
+static void vm_cgroup_close_procs(VmCgroup *cg) {
+        if (!cg->procs_open)
+                return;
+        for (CgroupRole role = 0; role < _CGROUP_ROLE_MAX; role++)
+                cg->procs_fds[role] = safe_close(cg->procs_fds[role]);
+        cg->procs_open = false;
+}
+
 int vm_cgroup_attach(VmCgroup *cg, pid_t pid) {
         char v[32];
         int ret = 0;
@@ -410,7 +436,11 @@ int vm_cgroup_attach(VmCgroup *cg, pid_t pid) {
         for (CgroupRole role = 0; role < _CGROUP_ROLE_MAX; role++) {
                 if (!cg->dirs[role])
                         continue;
-                int r = cgroup_write(cg->dirs[role], "cgroup.procs", v);
+                int r;
+                if (cg->procs_open && cg->procs_fds[role] >= 0)
+                        r = write(cg->procs_fds[role], v, strlen(v)) == (ssize_t) strlen(v) ? 0 : -errno;
+                else
+                        r = cgroup_write(cg->dirs[role], "cgroup.procs", v);
                 if (r < 0)
                         ret = log_warning_errno(r, "Failed to move QEMU into %s: %m", cg->dirs[role]);
         }
@@ -479,6 +509,7 @@ static int cgroup_remove(const char *dir) {
 }
 
 void vm_cgroup_destroy(VmCgroup *cg) {
+        vm_cgroup_close_procs(cg);
         for (CgroupRole role = 0; role < _CGROUP_ROLE_MAX; role++) {
                 if (!cg->dirs[role])
                         continue;

@@ -39,6 +39,10 @@ typedef struct VmCgroup {
         /* v1: one directory per role (NULL when that controller is missing or shares a hierarchy with an
          * earlier role); v2: only [CGROUP_ROLE_MEMORY] is set and serves all roles. */
         char *dirs[_CGROUP_ROLE_MAX];
+        /* From vm_cgroup_open_procs(): each dir's cgroup.procs open for writing, so that attaching needs
+         * no open() for writing (the worker's seccomp filter allows read-only opens only). */
+        bool procs_open;
+        int procs_fds[_CGROUP_ROLE_MAX];
 } VmCgroup;
 
 typedef struct VmCgroupStats {
@@ -51,6 +55,8 @@ typedef struct VmCgroupStats {
  * and a CPU quota of vcpus + 1 CPUs. Never fails the run: on trouble it
  * logs, cleans up and returns with mode CGROUP_NONE. */
 void vm_cgroup_create(VmCgroup *cg, const char *parent, uint64_t run_id, uint32_t memory_mb, uint32_t vcpus);
+/* Opens every cgroup's cgroup.procs for vm_cgroup_attach(); without it, attach opens them by path. */
+void vm_cgroup_open_procs(VmCgroup *cg);
 /* Moves pid into every cgroup of the VM. */
 int vm_cgroup_attach(VmCgroup *cg, pid_t pid);
 /* All zero without cgroups. */

@@ -23,6 +23,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "seccomp-filter.h"
 #include "worker.h"
 
 static void config_donep(SbxConfig *c) {
@@ -118,6 +119,12 @@ static int run_worker(const SbxConfig *config) {
                 return log_error_errno(errno, "Failed to block signals: %m"), 1;
         }
 
+        /* Built now, loaded once the request is read and QEMU forked (worker.c). */
+        if (worker_seccomp_prepare() < 0) {
+                safe_close(fd);
+                return 1;
+        }
+
         r = sd_event_new(&event);
         if (r < 0) {
                 safe_close(fd);
@@ -144,6 +151,7 @@ int main(int argc, char *argv[]) {
                 { "version", no_argument, NULL, 'V' },
                 { "probe-accel", no_argument, NULL, 'P' },
                 { "remove-stale", no_argument, NULL, 'R' },
+                { "seccomp-selftest", no_argument, NULL, 'S' }, /* hidden: for the unit test */
                 {},
         };
         _cleanup_(config_donep) SbxConfig config = {};
@@ -169,6 +177,8 @@ int main(int argc, char *argv[]) {
                 case 'R':
                         remove_stale = true;
                         break;
+                case 'S':
+                        return worker_seccomp_selftest();
                 default:
                         return 64;
                 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -120,6 +122,8 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         argv_add(&b, "-serial");
         argv_add(&b, "chardev:console");
 
+        /* With image_fds, the child swaps these paths for /proc/self/fd/5 and 6 when QEMU's user cannot
+         * read them (see fix_image_paths()); the drive always uses its fd. */
         argv_add(&b, "-kernel");
         argv_add(&b, "%s", o->kernel);
         argv_add(&b, "-initrd");
@@ -131,8 +135,15 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         else
                 argv_add(&b, "console=ttyS0 quiet panic=-1%s%s", o->cmdline_extra ? " " : "", o->cmdline_extra ?: "");
 
-        argv_add(&b, "-drive");
-        argv_add(&b, "id=root,file=%s,format=raw,if=none,readonly=on", rootfs);
+        if (o->image_fds) {
+                argv_add(&b, "-add-fd");
+                argv_add(&b, "fd=%d,set=%d,opaque=rootfs", QEMU_ROOTFS_FD, QEMU_ROOTFS_FDSET);
+                argv_add(&b, "-drive");
+                argv_add(&b, "id=root,file=/dev/fdset/%d,format=raw,if=none,readonly=on", QEMU_ROOTFS_FDSET);
+        } else {
+                argv_add(&b, "-drive");
+                argv_add(&b, "id=root,file=%s,format=raw,if=none,readonly=on", rootfs);
+        }
         argv_add(&b, "-device");
         argv_add(&b, "virtio-blk-device,drive=root");
         argv_add(&b, "-device");
@@ -154,9 +165,126 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         return 0;
 }
 
+int qemu_resolve_creds(QemuCreds *ret) {
+        QemuCreds c = {};
+
+        if (geteuid() != 0) {
+                *ret = c;
+                return 0;
+        }
+        errno = 0;
+        struct passwd *pw = getpwnam("sbx-qemu");
+        if (pw && pw->pw_uid != 0 && pw->pw_gid != 0) {
+                c.uid = pw->pw_uid;
+                c.gid = pw->pw_gid;
+                snprintf(c.user, sizeof c.user, "sbx-qemu");
+        } else {
+                c.uid = c.gid = 65534;
+                snprintf(c.user, sizeof c.user, "nobody");
+        }
+        errno = 0;
+        struct group *gr = getgrnam("kvm");
+        if (gr && gr->gr_gid != 0)
+                c.groups[c.n_groups++] = gr->gr_gid;
+        c.drop = true;
+        log_debug("QEMU will run as %s (uid %u, gid %u%s).", c.user, (unsigned) c.uid, (unsigned) c.gid,
+                  c.n_groups ? ", group kvm" : "");
+        *ret = c;
+        return 0;
+}
+
+int qemu_images_open(const char *kernel, const char *initrd, const char *rootfs, QemuImages *ret,
+                     const char **ret_failed) {
+        const char *paths[3] = { kernel, initrd, rootfs };
+        int fds[3] = { -EBADF, -EBADF, -EBADF };
+
+        for (size_t i = 0; i < 3; i++) {
+                fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fds[i] < 0) {
+                        int r = -errno;
+                        for (size_t j = 0; j < i; j++)
+                                safe_close(fds[j]);
+                        if (ret_failed)
+                                *ret_failed = paths[i];
+                        return r;
+                }
+        }
+        *ret = (QemuImages) { fds[0], fds[1], fds[2] };
+        return 0;
+}
+
+void qemu_images_close(QemuImages *i) {
+        i->kernel_fd = safe_close(i->kernel_fd);
+        i->initrd_fd = safe_close(i->initrd_fd);
+        i->rootfs_fd = safe_close(i->rootfs_fd);
+}
+
+/* Child only: a fixed message on stderr (the worker's pipe, which quotes it), then exit. */
+_noreturn_ static void child_die(const char *msg) {
+        (void) !write(STDERR_FILENO, msg, strlen(msg));
+        _exit(126);
+}
+
+/* Child only: closes every fd from 3 on but the n in keep (sorted here, without qsort: fork-safe). */
+static void close_all_but(int *keep, size_t n) {
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+                        int t = keep[j];
+                        keep[j] = keep[j - 1];
+                        keep[j - 1] = t;
+                }
+        unsigned lo = 3;
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] < 0 || (unsigned) keep[i] < lo)
+                        continue;
+                if ((unsigned) keep[i] > lo)
+                        (void) close_range(lo, (unsigned) keep[i] - 1u, 0);
+                lo = (unsigned) keep[i] + 1u;
+        }
+        /* On failure (old kernel) the rest is still closed on exec. */
+        (void) close_range(lo, ~0U, 0);
+}
+
+/* Child only, as root: give up root for good. The bounding set goes first (dropping needs CAP_SETPCAP);
+ * setresuid() to non-zero uids then clears the permitted and effective sets. */
+static void drop_privileges(const QemuCreds *c, pid_t parent) {
+        for (unsigned long cap = 0; cap < 64; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                        child_die("sbx-vmworker: failed to drop the capability bounding set\n");
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                child_die("sbx-vmworker: failed to clear the ambient capabilities\n");
+        if (setgroups(c->n_groups, c->groups) < 0)
+                child_die("sbx-vmworker: failed to set QEMU's supplementary groups\n");
+        if (setresgid(c->gid, c->gid, c->gid) < 0)
+                child_die("sbx-vmworker: failed to set QEMU's gid\n");
+        if (setresuid(c->uid, c->uid, c->uid) < 0)
+                child_die("sbx-vmworker: failed to set QEMU's uid\n");
+        /* Make sure: there is no way back. */
+        if (setresuid(0, 0, 0) == 0 || setresgid(0, 0, 0) == 0)
+                child_die("sbx-vmworker: QEMU could regain root; not starting it\n");
+        /* A change of credentials clears the parent-death signal: set it again, and check the worker is
+         * still there (it may have died in between). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(126);
+}
+
+/* Child only, after the drop: -kernel and -initrd take paths, not fds. Where QEMU's user cannot read
+ * the path (e.g. a directory on the way is 0700), use the inherited fd through /proc/self/fd/N
+ * instead, which searches no directory (the file's own mode still applies). Keeping the path where it
+ * works keeps the command line telling (ps, pkill -f <kernel>). */
+_Static_assert(QEMU_KERNEL_FD == 5 && QEMU_INITRD_FD == 6, "fix_image_paths() hardcodes the fd numbers");
+static void fix_image_paths(char **argv) {
+        for (char **a = argv; *a && a[1]; a++) {
+                if (strcmp(*a, "-kernel") == 0 && access(a[1], R_OK) < 0)
+                        a[1] = (char *) "/proc/self/fd/5";
+                else if (strcmp(*a, "-initrd") == 0 && access(a[1], R_OK) < 0)
+                        a[1] = (char *) "/proc/self/fd/6";
+        }
+}
+
 /* Runs in the forked child: only async-signal-safe calls until exec. */
-_noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int stderr_fd, int go_fd,
-                                  pid_t parent) {
+_noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
+                                  const QemuCreds *creds, int go_fd, pid_t parent) {
         sigset_t none;
         char go = 0;
         ssize_t n;
@@ -166,6 +294,16 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
         /* The worker may have died between fork() and prctl(). */
         if (getppid() != parent)
                 _exit(126);
+
+        /* While we wait (possibly a whole boot attempt), hold nothing of the worker's: not its other VM
+         * channels, not the broker connection. */
+        int keep[7] = { agent_fd, console_fd, stderr_fd, go_fd }, n_keep = 4;
+        if (images) {
+                keep[n_keep++] = images->kernel_fd;
+                keep[n_keep++] = images->initrd_fd;
+                keep[n_keep++] = images->rootfs_fd;
+        }
+        close_all_but(keep, (size_t) n_keep);
 
         /* Wait until the worker has put us into the VM's cgroups. */
         while ((n = read(go_fd, &go, 1)) < 0 && errno == EINTR)
@@ -193,14 +331,37 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
         int high_stderr = fcntl(stderr_fd, F_DUPFD_CLOEXEC, 10);
         if (high_agent < 0 || high_console < 0 || high_stderr < 0)
                 _exit(126);
+        int high_img[3] = { -1, -1, -1 };
+        if (images) {
+                high_img[0] = fcntl(images->kernel_fd, F_DUPFD_CLOEXEC, 10);
+                high_img[1] = fcntl(images->initrd_fd, F_DUPFD_CLOEXEC, 10);
+                high_img[2] = fcntl(images->rootfs_fd, F_DUPFD_CLOEXEC, 10);
+                if (high_img[0] < 0 || high_img[1] < 0 || high_img[2] < 0)
+                        _exit(126);
+        }
         if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(high_stderr, STDOUT_FILENO) < 0 ||
             dup2(high_stderr, STDERR_FILENO) < 0 || dup2(high_agent, QEMU_AGENT_FD) < 0 ||
             dup2(high_console, QEMU_CONSOLE_FD) < 0)
                 _exit(126);
+        if (images && (dup2(high_img[0], QEMU_KERNEL_FD) < 0 || dup2(high_img[1], QEMU_INITRD_FD) < 0 ||
+                       dup2(high_img[2], QEMU_ROOTFS_FD) < 0))
+                _exit(126);
+        int last = images ? QEMU_ROOTFS_FD : QEMU_CONSOLE_FD;
         /* Everything else is closed on exec. */
-        if (close_range(QEMU_CONSOLE_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-                for (int fd = QEMU_CONSOLE_FD + 1; fd < 4096; fd++)
+        if (close_range((unsigned) last + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+                for (int fd = last + 1; fd < 4096; fd++)
                         (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+        if (creds && creds->drop) {
+                drop_privileges(creds, parent);
+                /* The worker's cwd may be a directory QEMU's user cannot enter. */
+                (void) !chdir("/");
+        }
+        if (images)
+                fix_image_paths(argv);
+        /* Nothing QEMU executes may gain privileges (QEMU's -sandbox also denies exec). */
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_die("sbx-vmworker: failed to set PR_SET_NO_NEW_PRIVS\n");
 
         execvp(argv[0], argv);
         /* stderr is the worker's pipe: it will quote this. */
@@ -209,8 +370,8 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
         _exit(127);
 }
 
-int qemu_spawn(char **argv, int agent_fd, int console_fd, int stderr_fd, QemuAttachFunc attach, void *userdata,
-               pid_t *ret_pid) {
+int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
+                 const QemuCreds *creds, QemuChild *ret) {
         _cleanup_close_pair_ int go[2] = { -EBADF, -EBADF };
         pid_t parent = getpid();
 
@@ -222,18 +383,31 @@ int qemu_spawn(char **argv, int agent_fd, int console_fd, int stderr_fd, QemuAtt
                 return -errno;
         if (pid == 0) {
                 go[1] = safe_close(go[1]);
-                qemu_child(argv, agent_fd, console_fd, stderr_fd, go[0], parent);
+                qemu_child(argv, agent_fd, console_fd, stderr_fd, images, creds, go[0], parent);
         }
+        *ret = (QemuChild) { .pid = pid, .go_fd = TAKE_FD(go[1]) };
+        return 0;
+}
 
+int qemu_release(QemuChild *c, QemuAttachFunc attach, void *userdata, pid_t *ret_pid) {
+        if (c->pid <= 0)
+                return -ESRCH;
         if (attach)
-                attach(pid, userdata);
-        if (write(go[1], "g", 1) != 1) {
-                int r = -errno;
-                qemu_kill_and_reap(&pid, NULL);
+                attach(c->pid, userdata);
+        if (write(c->go_fd, "g", 1) != 1) {
+                int r = errno > 0 ? -errno : -EIO;
+                qemu_discard(c);
                 return r;
         }
-        *ret_pid = pid;
+        c->go_fd = safe_close(c->go_fd);
+        *ret_pid = c->pid;
+        c->pid = 0;
         return 0;
+}
+
+void qemu_discard(QemuChild *c) {
+        c->go_fd = safe_close(c->go_fd);
+        qemu_kill_and_reap(&c->pid, NULL);
 }
 
 void qemu_kill_and_reap(pid_t *pid, int *ret_status) {

@@ -6,6 +6,7 @@
  * kill + reap. */
 
 #include <stdbool.h>
+#include <errno.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -14,6 +15,11 @@
 /* Fd numbers QEMU sees for its two sockets. */
 #define QEMU_AGENT_FD 3
 #define QEMU_CONSOLE_FD 4
+/* Fd numbers QEMU sees for the guest images when they are passed open (QemuOptions.image_fds). */
+#define QEMU_KERNEL_FD 5
+#define QEMU_INITRD_FD 6
+#define QEMU_ROOTFS_FD 7
+#define QEMU_ROOTFS_FDSET 1
 
 typedef struct QemuOptions {
         const char *binary;
@@ -26,7 +32,31 @@ typedef struct QemuOptions {
         uint32_t tsc_khz;          /* TCG: the host's TSC frequency for tsc_early_khz= (host-tsc.h); 0 = none */
         const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
         bool sandbox;              /* -sandbox on,... (QEMU's own seccomp filter) */
+        bool image_fds;            /* kernel, initrd and rootfs are inherited fds 5, 6, 7 (paths unused) */
 } QemuOptions;
+
+/* Who QEMU runs as. drop = false: as the worker (the worker is not root). */
+typedef struct QemuCreds {
+        bool drop;
+        uid_t uid;
+        gid_t gid;
+        size_t n_groups;
+        gid_t groups[1]; /* "kvm", when that group exists */
+        char user[32];   /* for log messages */
+} QemuCreds;
+
+/* When we are root: user "sbx-qemu" if it exists, else "nobody" (65534), plus group "kvm" if it
+ * exists. Otherwise drop = false. Call before the worker's seccomp filter (it reads /etc/passwd). */
+int qemu_resolve_creds(QemuCreds *ret);
+
+/* The images opened read-only by the worker, for QemuOptions.image_fds. */
+typedef struct QemuImages {
+        int kernel_fd, initrd_fd, rootfs_fd;
+} QemuImages;
+#define QEMU_IMAGES_NULL ((QemuImages) { -EBADF, -EBADF, -EBADF })
+int qemu_images_open(const char *kernel, const char *initrd, const char *rootfs, QemuImages *ret,
+                     const char **ret_failed);
+void qemu_images_close(QemuImages *i);
 
 /* A NULL-terminated argv; free with strv_free(). */
 int qemu_build_argv(const QemuOptions *o, char ***ret);
@@ -39,11 +69,23 @@ static inline void strv_freep(char ***l) {
 /* Called in the parent with the child's pid while the child waits, before it execs QEMU. */
 typedef void (*QemuAttachFunc)(pid_t pid, void *userdata);
 
-/* Forks QEMU with agent_fd as fd 3, console_fd as fd 4, stdin /dev/null,
- * stdout and stderr to stderr_fd. The child gets PR_SET_PDEATHSIG(SIGKILL),
- * its own session, an empty signal mask, and only those fds. */
-int qemu_spawn(char **argv, int agent_fd, int console_fd, int stderr_fd, QemuAttachFunc attach, void *userdata,
-               pid_t *ret_pid);
+/* Spawning QEMU, in two steps, so that the worker can fork before it locks itself into its seccomp
+ * filter and let QEMU run later (the boot retry): qemu_prepare() forks a child that closes every fd but
+ * its own and waits; qemu_release() calls attach (cgroups) with its pid and lets it go on: agent_fd
+ * becomes fd 3, console_fd fd 4, the images (if any) fds 5-7, stdin /dev/null, stdout and stderr
+ * stderr_fd; it gets PR_SET_PDEATHSIG(SIGKILL), its own session, an empty signal mask, RLIMIT_CORE 0,
+ * drops to creds (if creds->drop: groups, gid, uid, no capabilities left, bounding set empty),
+ * PR_SET_NO_NEW_PRIVS, and execs QEMU. qemu_discard() kills and reaps a child never released.
+ * images and creds may be NULL. */
+typedef struct QemuChild {
+        pid_t pid;
+        int go_fd;
+} QemuChild;
+#define QEMU_CHILD_NULL ((QemuChild) { 0, -EBADF })
+int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
+                 const QemuCreds *creds, QemuChild *ret);
+int qemu_release(QemuChild *c, QemuAttachFunc attach, void *userdata, pid_t *ret_pid);
+void qemu_discard(QemuChild *c);
 
 /* SIGKILLs *pid (if > 0) and reaps it; *ret_status gets the wait status. Leaves *pid = 0. */
 void qemu_kill_and_reap(pid_t *pid, int *ret_status);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "macro.h"
 #include "qemu.h"
+#include "seccomp-filter.h"
 #include "session.h"
 #include "text-util.h"
 #include "validate.h"
@@ -56,6 +58,16 @@ static void worker_close_vm_channels(Worker *w) {
         /* Not freed here: we may be inside one of its callbacks. worker_boot() and worker_free() do. */
         if (framed_conn_is_open(&w->guest))
                 framed_conn_stop(&w->guest);
+}
+
+/* Kills the prepared QEMU children that were never released and closes their channels. */
+static void worker_discard_attempts(Worker *w) {
+        for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
+                qemu_discard(&w->attempts[i].child);
+                w->attempts[i].agent_fd = safe_close(w->attempts[i].agent_fd);
+                w->attempts[i].console_fd = safe_close(w->attempts[i].console_fd);
+                w->attempts[i].stderr_fd = safe_close(w->attempts[i].stderr_fd);
+        }
 }
 
 /* Reads what is left in the console and stderr pipes after QEMU exited, for the error message. */
@@ -131,6 +143,7 @@ void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
         log_error("%s %" PRIu64 " failed: %s", w->session ? "Session" : "Run", w->req.run_id,
                   message ?: "(out of memory)");
         worker_stop_qemu(w, 0, NULL);
+        worker_discard_attempts(w);
         vm_cgroup_destroy(&w->cgroup);
 
         int r = broker_send_error(&w->broker, kind, message ?: "The VM worker ran out of memory.");
@@ -239,6 +252,8 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
         }
 
         w->boot_ms = ms_since(w->t_spawn);
+        /* Booted: the spare QEMU for a retry is not needed. */
+        worker_discard_attempts(w);
         if (w->session) {
                 log_info("Guest is up after %" PRIu64 " ms (attempt %u); the %s session is ready.", w->boot_ms,
                          w->boot_attempt, sbx_language_to_string(w->req.language));
@@ -443,27 +458,21 @@ static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* Starts one boot attempt: channels, QEMU, deadline. */
+/* Starts one boot attempt: releases the QEMU prepared for it, arms the deadline. */
 static void worker_boot(Worker *w) {
-        _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
-                                 err[2] = { -EBADF, -EBADF };
         int r;
 
         w->boot_attempt++;
+        assert(w->boot_attempt >= 1 && w->boot_attempt <= WORKER_BOOT_ATTEMPTS);
+        __typeof__(w->attempts[0]) *a = &w->attempts[w->boot_attempt - 1];
         /* A previous attempt's channel is closed by now; free it before reusing the struct. */
         if (w->guest.fd >= 0 || w->guest.out)
                 framed_conn_close(&w->guest);
 
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-                worker_fail(w, SBX_ERR_INTERNAL, "Failed to create the VM's channels: %m");
-                return;
-        }
-
         console_init(&w->console, "console", LOG_DEBUG);
         console_init(&w->qemu_stderr, "qemu", LOG_INFO);
 
-        r = qemu_spawn(w->qemu_argv, agent[1], console[1], err[1], on_qemu_spawned, w, &w->qemu_pid);
+        r = qemu_release(&a->child, on_qemu_spawned, w, &w->qemu_pid);
         if (r < 0) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Failed to start QEMU: %s", strerror(-r));
                 return;
@@ -473,18 +482,13 @@ static void worker_boot(Worker *w) {
                 w->setup_ms = (w->t_spawn - w->t_request) / 1000u;
         log_debug("Started QEMU %d (attempt %u).", (int) w->qemu_pid, w->boot_attempt);
 
-        /* QEMU holds its own ends now. */
-        agent[1] = safe_close(agent[1]);
-        console[1] = safe_close(console[1]);
-        err[1] = safe_close(err[1]);
-
         r = sd_event_add_child(w->event, &w->qemu_exit, w->qemu_pid, WEXITED, on_qemu_exit, w);
         if (r < 0) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch QEMU: %s", strerror(-r));
                 return;
         }
 
-        r = framed_conn_open(&w->guest, w->event, "guest channel", TAKE_FD(agent[0]), SBX_GUEST_FRAME_MAX,
+        r = framed_conn_open(&w->guest, w->event, "guest channel", TAKE_FD(a->agent_fd), SBX_GUEST_FRAME_MAX,
                              SBX_HOST_FRAME_MAX + 4096u, on_guest_frame, on_guest_close, w);
         if (r < 0) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Failed to watch the guest channel: %s", strerror(-r));
@@ -493,8 +497,8 @@ static void worker_boot(Worker *w) {
         if (w->session)
                 w->guest.on_drain = on_guest_drain; /* file writes wait for room in the channel */
 
-        w->console_fd = TAKE_FD(console[0]);
-        w->qemu_stderr_fd = TAKE_FD(err[0]);
+        w->console_fd = TAKE_FD(a->console_fd);
+        w->qemu_stderr_fd = TAKE_FD(a->stderr_fd);
         if (fd_set_nonblock(w->console_fd, 1) < 0 || fd_set_nonblock(w->qemu_stderr_fd, 1) < 0 ||
             sd_event_add_io(w->event, &w->console_io, w->console_fd, EPOLLIN, on_console_io, w) < 0 ||
             sd_event_add_io(w->event, &w->qemu_stderr_io, w->qemu_stderr_fd, EPOLLIN, on_console_io, w) < 0) {
@@ -516,20 +520,42 @@ static void worker_boot(Worker *w) {
         (void) broker_send_status(&w->broker, SBX_PHASE_BOOTING, w->qemu_pid, 0);
 }
 
-static const char *worker_check_files(const SbxConfig *c) {
+/* Forks the QEMU of every boot attempt, each waiting for worker_boot() (see qemu_prepare()). QEMU
+ * gets the images as open fds, so it needs no access to their paths. Returns a message on failure. */
+static const char *worker_prepare_attempts(Worker *w) {
         static char buf[512];
-        const char *files[][2] = {
-                { "kernel", c->kernel },
-                { "initrd", c->initrd },
-                { "rootfs", c->rootfs },
-        };
+        QemuImages images = QEMU_IMAGES_NULL;
+        const char *failed = NULL;
+        int r;
 
-        for (size_t i = 0; i < ELEMENTSOF(files); i++)
-                if (access(files[i][1], R_OK) < 0) {
-                        snprintf(buf, sizeof buf, "The guest %s %s is not readable: %s", files[i][0], files[i][1],
-                                 strerror(errno));
+        r = qemu_images_open(w->config->kernel, w->config->initrd, w->config->rootfs, &images, &failed);
+        if (r < 0) {
+                snprintf(buf, sizeof buf, "The guest image %s is not readable: %s", failed ?: "?", strerror(-r));
+                return buf;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
+                _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
+                                         err[2] = { -EBADF, -EBADF };
+
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) < 0 ||
+                    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+                        snprintf(buf, sizeof buf, "Failed to create the VM's channels: %s", strerror(errno));
+                        qemu_images_close(&images);
                         return buf;
                 }
+                r = qemu_prepare(w->qemu_argv, agent[1], console[1], err[1], &images, &w->qemu_creds,
+                                 &w->attempts[i].child);
+                if (r < 0) {
+                        snprintf(buf, sizeof buf, "Failed to start QEMU: %s", strerror(-r));
+                        qemu_images_close(&images);
+                        return buf;
+                }
+                w->attempts[i].agent_fd = TAKE_FD(agent[0]);
+                w->attempts[i].console_fd = TAKE_FD(console[0]);
+                w->attempts[i].stderr_fd = TAKE_FD(err[0]);
+        }
+        /* The children hold them now. */
+        qemu_images_close(&images);
         return NULL;
 }
 
@@ -551,12 +577,6 @@ static void worker_start(Worker *w) {
                          w->req.run_id, sbx_language_to_string(w->req.language), w->req.code_len, w->req.timeout_ms,
                          w->req.memory_mb, w->req.vcpus);
 
-        problem = worker_check_files(w->config);
-        if (problem) {
-                worker_fail(w, SBX_ERR_INTERNAL, "%s", problem);
-                return;
-        }
-
         w->accel = accel_resolve(w->req.accel, w->config);
         if (w->accel == SBX_ACCEL_TCG) {
                 r = host_tsc_khz(&tsc_khz);
@@ -577,6 +597,7 @@ static void worker_start(Worker *w) {
                 .tsc_khz = tsc_khz,
                 .cmdline_extra = log_get_max_level() >= LOG_DEBUG ? "sbx.debug=1" : NULL,
                 .sandbox = true,
+                .image_fds = true,
         };
         r = qemu_build_argv(&o, &w->qemu_argv);
         if (r < 0) {
@@ -597,6 +618,20 @@ static void worker_start(Worker *w) {
 
         vm_cgroup_remove_stale(w->config->cgroup_parent);
         vm_cgroup_create(&w->cgroup, w->config->cgroup_parent, w->req.run_id, w->req.memory_mb, w->req.vcpus);
+
+        vm_cgroup_open_procs(&w->cgroup);
+        (void) qemu_resolve_creds(&w->qemu_creds);
+        problem = worker_prepare_attempts(w);
+        if (problem) {
+                worker_fail(w, SBX_ERR_INTERNAL, "%s", problem);
+                return;
+        }
+        /* From here on the worker forks and execs nothing, and the guest's bytes are next. */
+        r = worker_seccomp_apply();
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_INTERNAL, "Failed to apply the worker's seccomp filter: %s", strerror(-r));
+                return;
+        }
 
         worker_boot(w);
 }
@@ -733,6 +768,10 @@ int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker *
         w->config = config;
         w->console_fd = w->qemu_stderr_fd = -EBADF;
         w->guest.fd = -EBADF;
+        for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
+                w->attempts[i].child = QEMU_CHILD_NULL;
+                w->attempts[i].agent_fd = w->attempts[i].console_fd = w->attempts[i].stderr_fd = -EBADF;
+        }
 
         r = framed_conn_open(&w->broker, event, "broker connection", broker_fd, SBX_HOST_FRAME_MAX, BROKER_OUT_MAX,
                              on_broker_frame, on_broker_close, w);
@@ -759,6 +798,7 @@ Worker *worker_free(Worker *w) {
                 return NULL;
         /* Every exit path ends here: nothing of the VM may outlive the worker. */
         worker_stop_qemu(w, 0, NULL);
+        worker_discard_attempts(w);
         vm_cgroup_destroy(&w->cgroup);
         w->session = session_free(w->session);
         if (w->guest.fd >= 0 || w->guest.out)

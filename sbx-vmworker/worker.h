@@ -23,6 +23,7 @@
 #include "config.h"
 #include "console.h"
 #include "framed-conn.h"
+#include "qemu.h"
 #include "run-request.h"
 
 /* How long the broker has to send SBX_B_RUN after connecting. */
@@ -58,6 +59,13 @@ typedef struct Worker {
 
         /* The current QEMU and its channels. */
         unsigned boot_attempt;
+        /* Every boot attempt's QEMU is forked before the seccomp filter is loaded (the worker cannot
+         * fork after that) and waits until worker_boot() releases it; unused ones are discarded. */
+        struct {
+                QemuChild child;
+                int agent_fd, console_fd, stderr_fd; /* the worker's ends */
+        } attempts[WORKER_BOOT_ATTEMPTS];
+        QemuCreds qemu_creds;
         pid_t qemu_pid;
         sd_event_source *qemu_exit;
         FramedConn guest;

@@ -62,7 +62,15 @@ bus_error_is() { grep -q "error-name=org.sbx.Error.$1 " "$TMP/bus.err"; }
 # Processes and files a run may leave behind; all must be gone after each run.
 qemu_pids() { pgrep -f "qemu-system-x86_64.*$KERNEL" || true; }
 worker_pids() { pgrep -f "^$BUILD/sbx-vmworker/sbx-vmworker" || true; }
-vm_cgroups() { find /sys/fs/cgroup -maxdepth 4 -type d -path '*/sbx/vm-*' 2>/dev/null || true; }
+# VM cgroups are named vm-<run>-<worker pid>: one whose worker is gone is a leak
+# (a live one may belong to another run on the same machine). The memory
+# hierarchy may nest them below the caller's own cgroup, hence the depth.
+vm_cgroups() {
+    local d
+    for d in $(find /sys/fs/cgroup -maxdepth 7 -type d -path '*/sbx/vm-*' 2>/dev/null); do
+        kill -0 "${d##*-}" 2>/dev/null || echo "$d"
+    done
+}
 runtime_files() { find "$BUILD/run" -mindepth 1 2>/dev/null || true; }
 
 # wait_gone SECONDS: waits until no QEMU/worker of ours is left.
