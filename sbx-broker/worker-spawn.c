@@ -26,6 +26,16 @@ static int connect_worker_socket(const char *path, int *ret_fd) {
                 return -errno;
         if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
                 return log_error_errno(errno, "Failed to connect to %s: %m", path);
+
+        /* The socket must be systemd's (root) or our own: anyone else listening
+         * there would receive our users' code. */
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return log_error_errno(errno, "Failed to read the peer credentials of %s: %m", path);
+        if (cred.uid != 0 && cred.uid != geteuid())
+                return log_error_errno(EPERM, "Refusing worker socket %s: it belongs to uid %d, not root or us.",
+                                       path, (int) cred.uid);
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -32,5 +32,22 @@ check "two concurrent runs get one worker each" [ "$(grep -c 'Spawned' "$TMP/act
 
 kill $broker; wait $broker 2>/dev/null
 kill $activator; wait $activator 2>/dev/null
+
+# A worker socket that belongs to another uid is refused: whoever listens there would get the code.
+fake="$TMP/fake.sock"
+chmod 1777 "$TMP"
+setpriv --reuid=65534 --regid=65534 --clear-groups socat UNIX-LISTEN:"$fake",fork,mode=777 EXEC:/bin/cat &
+faker=$!
+for _ in $(seq 50); do [[ -S "$fake" ]] && break; sleep 0.1; done
+sed "s|^worker_socket = .*|worker_socket = $fake|" "$TMP/sbx.conf" >"$TMP/fake.conf"
+DBUS_SESSION_BUS_ADDRESS=$SBX_BUS_ADDRESS DBUS_STARTER_BUS_TYPE=session \
+    "$BUILD/sbx-broker/sbx-broker" --config "$TMP/fake.conf" 2>"$TMP/broker2.log" &
+broker=$!
+for _ in $(seq 100); do "$SBXCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
+"$SBX" run 'print("must not run")' >"$TMP/o" 2>"$TMP/e"; rc=$?
+refused=0; grep -q "Refusing worker socket" "$TMP/broker2.log" && refused=1
+check "a worker socket owned by another uid is refused" [ $rc -ne 0 -a $refused -eq 1 ]
+diag "$(cat "$TMP/e")"
+kill $broker $faker 2>/dev/null; wait $broker $faker 2>/dev/null
 check_no_leaks "socket-activated runs"
 finish
