@@ -48,7 +48,8 @@ check "javascript/TypeScript: bindings persist" [ "$(xget .stdout)" = "42" ]
 # --- the resilience table (python) ---
 sexec "$py" 'kept = "yes"'
 sexec "$py" 'raise ValueError("boom")'
-check "exception → exit 1, traceback on stderr" [ "$(xget .exit_code)" = 1 ] && grep -q ValueError <<<"$(xget .stderr)"
+tb=0; grep -q ValueError <<<"$(xget .stderr)" && tb=1
+check "exception → exit 1, traceback on stderr" [ "$(xget .exit_code)" = 1 -a $tb -eq 1 ]
 sexec "$py" 'import sys; sys.exit(3)'
 check "sys.exit(3) → 3" [ "$(xget .exit_code)" = 3 -a "$(xget .state_reset)" = false ]
 sexec "$py" 'this is not python'
