@@ -105,6 +105,8 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
                 return set_str(&c->state_dir, value);
         if (strcmp(key, "cgroup_parent") == 0)
                 return set_str(&c->cgroup_parent, value);
+        if (strcmp(key, "admin_group") == 0)
+                return *value ? set_str(&c->admin_group, value) : 0;
         if (strcmp(key, "accel") == 0)
                 return sbx_accel_from_string(value, &c->accel);
         if (strcmp(key, "max_vms") == 0)
@@ -201,5 +203,6 @@ void sbx_config_done(SbxConfig *c) {
         free(c->runtime_dir);
         free(c->state_dir);
         free(c->cgroup_parent);
+        free(c->admin_group);
         *c = (SbxConfig) {};
 }

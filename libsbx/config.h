@@ -24,6 +24,7 @@ typedef struct SbxConfig {
         char *runtime_dir;   /* per-VM scratch, sockets */
         char *state_dir;     /* probe results, caches */
         char *cgroup_parent; /* cgroup path (relative to each hierarchy) for VM cgroups; "" disables */
+        char *admin_group;   /* members administer other users' jobs and sessions, like root; NULL: root only */
         SbxAccel accel;
         uint32_t max_vms;          /* concurrent VMs; 0 = derived from host memory and CPUs */
         uint32_t queue_max;        /* requests waiting for a slot before Capacity */

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -29,6 +30,28 @@ uid_t bus_sender_uid(sd_bus_message *m) {
             sd_bus_creds_get_euid(creds, &uid) < 0)
                 (void) sd_bus_creds_get_uid(creds, &uid);
         return uid;
+}
+
+bool bus_sender_is_admin(Broker *b, sd_bus_message *m) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const gid_t *gids = NULL;
+        gid_t gid;
+        int n;
+
+        if (bus_sender_uid(m) == 0)
+                return true;
+        if (b->admin_gid == (gid_t) -1)
+                return false;
+        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_GID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
+                                      &creds) < 0)
+                return false;
+        if (sd_bus_creds_get_gid(creds, &gid) >= 0 && gid == b->admin_gid)
+                return true;
+        n = sd_bus_creds_get_supplementary_gids(creds, &gids);
+        for (int i = 0; i < n; i++)
+                if (gids[i] == b->admin_gid)
+                        return true;
+        return false;
 }
 
 static uint64_t host_memory_mb(void) {
@@ -115,6 +138,15 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
         if (r < 0)
                 goto fail;
         broker_derive_limits(b);
+        b->admin_gid = (gid_t) -1;
+        if (b->config.admin_group) {
+                struct group *g = getgrnam(b->config.admin_group);
+                if (!g) {
+                        r = log_error_errno(ENOENT, "admin_group=%s: no such group.", b->config.admin_group);
+                        goto fail;
+                }
+                b->admin_gid = g->gr_gid;
+        }
 
         r = sd_event_default(&b->event);
         if (r < 0)

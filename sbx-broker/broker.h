@@ -27,6 +27,7 @@ typedef struct Broker {
         uint64_t next_id;
         uint64_t n_total, n_failed;
         uint64_t start_usec;
+        gid_t admin_gid; /* (gid_t) -1: root only */
 } Broker;
 
 int broker_new(const char *config_path, bool system_bus, Broker **ret);
@@ -35,6 +36,8 @@ int broker_run(Broker *b);
 
 /* The uid of a method call's sender ((uid_t) -1 when the bus cannot tell). */
 uid_t bus_sender_uid(sd_bus_message *m);
+/* Root, or a member of the configured admin_group. */
+bool bus_sender_is_admin(Broker *b, sd_bus_message *m);
 
 /* Starts queued jobs while VM slots are free. */
 void broker_dispatch_queue(Broker *b);

@@ -71,7 +71,7 @@ static int job_node_enumerator(sd_bus *bus, const char *path, void *userdata, ch
 static int job_check_owner(Job *j, sd_bus_message *m, sd_bus_error *error) {
         uid_t uid = bus_sender_uid(m);
 
-        if (uid == 0 || (uid != (uid_t) -1 && uid == j->owner_uid))
+        if ((uid != (uid_t) -1 && uid == j->owner_uid) || bus_sender_is_admin(j->broker, m))
                 return 0;
         return sd_bus_error_setf(error, SBX_ERROR_ACCESS_DENIED, "Job %" PRIu64 " belongs to another user.", j->id);
 }

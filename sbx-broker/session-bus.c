@@ -13,7 +13,7 @@
 /* A session belongs to the uid that opened it; root may touch any. */
 int session_check_owner(Session *s, sd_bus_message *m, sd_bus_error *error) {
         uid_t uid = bus_sender_uid(m);
-        if (uid != (uid_t) -1 && (uid == 0 || uid == s->owner_uid))
+        if ((uid != (uid_t) -1 && uid == s->owner_uid) || bus_sender_is_admin(s->broker, m))
                 return 0;
         log_notice("Refused uid %d access to session %s (owner uid %d).", (int) uid, s->path, (int) s->owner_uid);
         return sd_bus_error_setf(error, SBX_ERROR_ACCESS_DENIED, "Session %s belongs to another user.", s->path);
@@ -290,12 +290,13 @@ int method_list_sessions(sd_bus_message *m, void *userdata, sd_bus_error *error)
         (void) error;
 
         uid = bus_sender_uid(m);
+        bool admin = bus_sender_is_admin(b, m);
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(ossuutb)");
-        /* Users see their own sessions; root sees all. */
+        /* Users see their own sessions; administrators see all. */
         for (Session *s = b->sessions_head; r >= 0 && s; s = s->next)
-                if (uid == 0 || uid == s->owner_uid)
+                if (admin || uid == s->owner_uid)
                         r = sd_bus_message_append(reply, "(ossuutb)", s->path,
                                                   sbx_language_to_string(s->options.language) ?: "", s->owner,
                                                   (uint32_t) s->owner_uid, s->exec_count, s->created_realtime_usec,

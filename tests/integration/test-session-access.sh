@@ -33,7 +33,24 @@ busctl --address="$SYS" call "${B[@]}" CloseSession o "$s" >/dev/null 2>&1
 check "root closes it with CloseSession" \
     [ "$(busctl --address="$SYS" get-property org.sbx.Broker1 "$s" org.sbx.Session1 Closed | awk '{print $2}')" = true ]
 
+# An administrators' group (admin_group) may administer other users' sessions too.
+bp=$(broker_pid); kill -TERM "$bp" 2>/dev/null
+for _ in $(seq 50); do [[ -z "$(broker_pid)" ]] && break; sleep 0.1; done
+cp "$BUILD/sbx.conf" "$TMP/admin.conf"; echo "admin_group = adm" >>"$TMP/admin.conf"
+DBUS_SYSTEM_BUS_ADDRESS=$SYS "$BUILD/sbx-broker/sbx-broker" --system --config "$TMP/admin.conf" 2>"$TMP/broker.log" &
+for _ in $(seq 100); do busctl --address="$SYS" call "${B[@]}" GetStatus >/dev/null 2>&1 && break; sleep 0.1; done
+s2=$(nobody busctl --address="$SYS" --json=short call "${B[@]}" OpenSession 'a{sv}' 1 language s raw | jq -r '.data[0]')
+adm_gid=$(getent group adm | cut -d: -f3)
+as_admin() { setpriv --reuid=2 --regid=2 --groups="$adm_gid" "$@"; }
+n=$(as_admin busctl --address="$SYS" --json=short call "${B[@]}" ListSessions | jq '.data[0] | length')
+check "a member of admin_group sees other users' sessions" [ "$n" -ge 1 ]
+SYSTEMD_LOG_LEVEL=debug setpriv --reuid=2 --regid=2 --clear-groups busctl --address="$SYS" call "${B[@]}" CloseSession o "$s2" \
+    >/dev/null 2>"$TMP/e"
+check "  the same uid without the group → AccessDenied" grep -q "error-name=org.sbx.Error.AccessDenied " "$TMP/e"
+as_admin busctl --address="$SYS" call "${B[@]}" CloseSession o "$s2" >/dev/null 2>"$TMP/e"
+check "  with the group it closes another user's session" \
+    [ "$(busctl --address="$SYS" get-property org.sbx.Broker1 "$s2" org.sbx.Session1 Closed | awk '{print $2}')" = true ]
+
 stop_bus
-pkill -TERM -f "sbx-broker.*--system" 2>/dev/null
 check_no_leaks "sessions on the system-like bus"
 finish
