@@ -199,22 +199,12 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
                 return 0;
         }
         case SBX_W_OUTPUT: {
-                uint8_t stream = 0;
-                const uint8_t *data = NULL;
-                uint32_t data_len = 0;
-                sbx_tlv_iter_init(&it, p, n);
-                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                        if (tag == SBX_T_STREAM)
-                                r = sbx_tlv_u8(v, len, &stream);
-                        else if (tag == SBX_T_DATA) {
-                                data = v;
-                                data_len = len;
-                        }
-                        if (r < 0)
-                                return r;
-                }
-                if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
-                        return -EBADMSG;
+                SbxStream stream;
+                const uint8_t *data;
+                size_t data_len;
+                r = worker_output_parse(p, n, &stream, &data, &data_len);
+                if (r < 0)
+                        return r;
                 return data ? capture_append(j, stream, data, data_len) : 0;
         }
         case SBX_W_RESULT:

@@ -168,3 +168,31 @@ const char *worker_error_name(uint32_t kind) {
                 return SBX_ERROR_INTERNAL;
         }
 }
+
+int worker_output_parse(const uint8_t *p, size_t n, SbxStream *ret_stream, const uint8_t **ret_data,
+                        size_t *ret_len) {
+        const uint8_t *v, *data = NULL;
+        uint32_t len, data_len = 0;
+        uint8_t stream = 0;
+        SbxTlvIter it;
+        uint16_t tag;
+        int r;
+
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                if (tag == SBX_T_STREAM)
+                        r = sbx_tlv_u8(v, len, &stream);
+                else if (tag == SBX_T_DATA) {
+                        data = v;
+                        data_len = len;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
+                return -EBADMSG;
+        *ret_stream = (SbxStream) stream;
+        *ret_data = data;
+        *ret_len = data_len;
+        return 0;
+}

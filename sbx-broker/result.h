@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 
 #include "output.h"
+#include "proto.h"
 
 typedef struct RunResult {
         int32_t exit_code;
@@ -32,3 +33,7 @@ int run_result_append(sd_bus_message *m, const RunResult *r, const OutputCapture
 int worker_error_parse(const uint8_t *payload, size_t n, uint32_t *ret_kind, char **ret_message);
 /* The D-Bus error name for an SbxErrorKind. */
 const char *worker_error_name(uint32_t kind);
+
+/* A worker's W_OUTPUT: its stream and data (pointing into the payload; NULL when absent). */
+int worker_output_parse(const uint8_t *payload, size_t n, SbxStream *ret_stream, const uint8_t **ret_data,
+                        size_t *ret_len);

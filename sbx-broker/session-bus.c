@@ -227,17 +227,6 @@ static int property_language(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "s", sbx_language_to_string(s->options.language) ?: "");
 }
 
-static int property_idle(sd_bus *bus, const char *path, const char *interface, const char *property,
-                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Session *s = userdata;
-        (void) bus;
-        (void) path;
-        (void) interface;
-        (void) property;
-        (void) error;
-        return sd_bus_message_append(reply, "u", s->options.idle_timeout_s);
-}
-
 static int property_closed(sd_bus *bus, const char *path, const char *interface, const char *property,
                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Session *s = userdata;
@@ -253,7 +242,8 @@ static const sd_bus_vtable session_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Language", "s", property_language, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ExecCount", "u", NULL, offsetof(Session, exec_count), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("IdleTimeoutSeconds", "u", property_idle, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("IdleTimeoutSeconds", "u", NULL, offsetof(Session, options.idle_timeout_s),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Closed", "b", property_closed, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_NAMES("Exec", "sa{sv}", SD_BUS_PARAM(code) SD_BUS_PARAM(options), "a{sv}",
                                  SD_BUS_PARAM(result), method_exec, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -339,31 +339,16 @@ static int handle_list_entry(Session *s, const uint8_t *p, size_t n) {
 }
 
 static int handle_output(Session *s, const uint8_t *p, size_t n) {
-        SbxTlvIter it;
-        uint16_t tag;
-        const uint8_t *v, *data = NULL;
-        uint32_t len, data_len = 0;
-        uint8_t stream = 0;
-        size_t taken;
+        SbxStream stream;
+        const uint8_t *data;
+        size_t data_len, taken;
         int r;
 
         if (!s->current || s->current->kind != SESSION_OP_EXEC)
                 return -EBADMSG;
-        sbx_tlv_iter_init(&it, p, n);
-        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                if (tag == SBX_T_STREAM)
-                        r = sbx_tlv_u8(v, len, &stream);
-                else if (tag == SBX_T_DATA) {
-                        data = v;
-                        data_len = len;
-                }
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
-                return -EBADMSG;
-        if (!data)
-                return 0;
+        r = worker_output_parse(p, n, &stream, &data, &data_len);
+        if (r < 0 || !data)
+                return r;
         r = output_capture_append(stream == SBX_STREAM_STDOUT ? &s->out : &s->err, data, data_len, &taken);
         if (r >= 0 && taken > 0)
                 session_emit_output(s, sd_bus_message_get_sender(s->current->call), stream, data, taken);

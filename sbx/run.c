@@ -133,23 +133,8 @@ static int build_request(sd_bus *bus, const RunOptions *o, const Source *s, int 
                 r = sd_bus_message_append(m, "{sv}", "memory_mb", "u", o->memory_mb);
         if (r >= 0 && out_fd >= 0)
                 r = sd_bus_message_append(m, "{sv}{sv}", "stdout_fd", "h", out_fd, "stderr_fd", "h", err_fd);
-        if (r >= 0 && o->n_env > 0) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "env");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "a{ss}");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'a', "{ss}");
-                for (size_t i = 0; r >= 0 && i < o->n_env; i++) {
-                        char *eq = strchr(o->env[i], '=');
-                        *eq = 0;
-                        r = sd_bus_message_append(m, "{ss}", o->env[i], eq + 1);
-                        *eq = '=';
-                }
-                for (int k = 0; r >= 0 && k < 3; k++)
-                        r = sd_bus_message_close_container(m);
-        }
+        if (r >= 0)
+                r = sbx_append_env(m, o->env, o->n_env);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)
@@ -539,18 +524,6 @@ static void source_done(Source *s) {
         sd_bus_error_free(&s->error);
 }
 
-static int parse_u32(const char *s, const char *what, uint32_t *ret) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || v > UINT32_MAX) {
-                fprintf(stderr, "sbx: invalid %s: %s\n", what, s);
-                return -EINVAL;
-        }
-        *ret = (uint32_t) v;
-        return 0;
-}
-
 int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
         static const struct option options[] = {
                 { "code", required_argument, NULL, 'c' },     { "language", required_argument, NULL, 'l' },
@@ -584,23 +557,16 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                         o.language = sbx_language_normalize(optarg);
                         break;
                 case 't':
-                        if (parse_u32(optarg, "timeout", &o.timeout_s) < 0)
+                        if (sbx_parse_u32(optarg, "timeout", &o.timeout_s) < 0)
                                 return 2;
                         break;
                 case 'm':
-                        if (parse_u32(optarg, "memory", &o.memory_mb) < 0)
+                        if (sbx_parse_u32(optarg, "memory", &o.memory_mb) < 0)
                                 return 2;
                         break;
                 case 'e':
-                        if (!strchr(optarg, '=')) {
-                                fprintf(stderr, "sbx: --env takes KEY=VALUE, got '%s'\n", optarg);
+                        if (sbx_add_env_arg(o.env, &o.n_env, SBX_ENV_COUNT_MAX + 1, optarg) < 0)
                                 return 2;
-                        }
-                        if (o.n_env >= SBX_ENV_COUNT_MAX + 1) {
-                                fprintf(stderr, "sbx: too many --env options\n");
-                                return 2;
-                        }
-                        o.env[o.n_env++] = optarg;
                         break;
                 case 'J':
                         o.json = true;

@@ -713,18 +713,6 @@ static int repl_loop(Repl *repl) {
         }
 }
 
-static int parse_u32(const char *s, const char *what, uint32_t *ret) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || v > UINT32_MAX || *s == '-') {
-                fprintf(stderr, "sbx: invalid %s: %s\n", what, s);
-                return -EINVAL;
-        }
-        *ret = (uint32_t) v;
-        return 0;
-}
-
 static void session_usage(FILE *f) {
         fputs("Usage: sbx session [-l LANG] [-m MB] [-e KEY=VALUE]... [-t SECONDS] [--idle-timeout SECONDS] [-q]\n"
               "  -l, --language LANG     python (default), javascript or raw\n"
@@ -766,22 +754,15 @@ int sbx_session(SbxBusKind kind, const char *address, int argc, char **argv) {
                         }
                         break;
                 case 'm':
-                        if (parse_u32(optarg, "memory", &so.memory_mb) < 0)
+                        if (sbx_parse_u32(optarg, "memory", &so.memory_mb) < 0)
                                 return 2;
                         break;
                 case 'e':
-                        if (!strchr(optarg, '=')) {
-                                fprintf(stderr, "sbx: --env takes KEY=VALUE, got '%s'\n", optarg);
+                        if (sbx_add_env_arg(so.env, &so.n_env, SBX_ENV_COUNT_MAX + 1, optarg) < 0)
                                 return 2;
-                        }
-                        if (so.n_env >= SBX_ENV_COUNT_MAX + 1) {
-                                fprintf(stderr, "sbx: too many --env options\n");
-                                return 2;
-                        }
-                        so.env[so.n_env++] = optarg;
                         break;
                 case 't':
-                        if (parse_u32(optarg, "timeout", &repl.timeout_s) < 0)
+                        if (sbx_parse_u32(optarg, "timeout", &repl.timeout_s) < 0)
                                 return 2;
                         if (repl.timeout_s < SBX_TIMEOUT_MIN_S || repl.timeout_s > SBX_TIMEOUT_MAX_S) {
                                 fprintf(stderr, "sbx: --timeout must be %u-%u seconds\n", SBX_TIMEOUT_MIN_S,
@@ -790,7 +771,7 @@ int sbx_session(SbxBusKind kind, const char *address, int argc, char **argv) {
                         }
                         break;
                 case 'I':
-                        if (parse_u32(optarg, "idle timeout", &so.idle_timeout_s) < 0)
+                        if (sbx_parse_u32(optarg, "idle timeout", &so.idle_timeout_s) < 0)
                                 return 2;
                         if (so.idle_timeout_s < SBX_IDLE_TIMEOUT_MIN_S || so.idle_timeout_s > SBX_IDLE_TIMEOUT_MAX_S) {
                                 fprintf(stderr, "sbx: --idle-timeout must be %u-%u seconds\n", SBX_IDLE_TIMEOUT_MIN_S,

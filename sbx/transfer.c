@@ -29,6 +29,31 @@ const char *sbx_language_normalize(const char *s) {
         return s;
 }
 
+int sbx_parse_u32(const char *s, const char *what, uint32_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v > UINT32_MAX || *s == '-') {
+                fprintf(stderr, "sbx: invalid %s: %s\n", what, s);
+                return -EINVAL;
+        }
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+int sbx_add_env_arg(char **env, size_t *n, size_t max, const char *arg) {
+        if (!strchr(arg, '=')) {
+                fprintf(stderr, "sbx: --env takes KEY=VALUE, got '%s'\n", arg);
+                return -EINVAL;
+        }
+        if (*n >= max) {
+                fprintf(stderr, "sbx: too many --env options\n");
+                return -EINVAL;
+        }
+        env[(*n)++] = (char *) arg;
+        return 0;
+}
+
 int sbx_append_env(sd_bus_message *m, char **env, size_t n) {
         int r;
 

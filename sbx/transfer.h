@@ -28,6 +28,11 @@ typedef int (*SbxCallFn)(void *userdata, sd_bus_message *m, uint64_t usec, sd_bu
 int sbx_call_sync(void *userdata, sd_bus_message *m, uint64_t usec, sd_bus_message **ret_reply,
                   sd_bus_error *ret_error);
 
+/* Command-line values: a decimal u32 (no sign), and a repeatable -e KEY=VALUE. Both print what is
+ * wrong and return -EINVAL; the caller exits 2. */
+int sbx_parse_u32(const char *s, const char *what, uint32_t *ret);
+int sbx_add_env_arg(char **env, size_t *n, size_t max, const char *arg);
+
 /* Maps the accepted aliases (js, ts, typescript, bash, sh) to python, javascript or raw. */
 const char *sbx_language_normalize(const char *s);
 /* Appends {"env": <a{ss}>} to an open a{sv}; entries are "KEY=VALUE". */
