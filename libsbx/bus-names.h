@@ -17,6 +17,8 @@
 #define SBX_ERROR_INTERNAL "org.sbx.Error.Internal"
 #define SBX_ERROR_ACCESS_DENIED "org.sbx.Error.AccessDenied"
 #define SBX_ERROR_CANCELLED "org.sbx.Error.Cancelled"
+/* sbx-netd is not running or refused the VM's network policy: networked requests fail closed. */
+#define SBX_ERROR_NETWORK_UNAVAILABLE "org.sbx.Error.NetworkUnavailable"
 
 /* Sessions: org.sbx.Broker1.OpenSession() returns SBX_SESSION_PREFIX "/_<id>". */
 #define SBX_SESSION_PREFIX "/org/sbx/Broker1/session"

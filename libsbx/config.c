@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "netd-client.h"
 
 #ifndef SBX_SYSCONFDIR
 #define SBX_SYSCONFDIR "/etc/sbx"
@@ -54,6 +55,62 @@ static int set_u32(uint32_t *field, const char *v, uint32_t min, uint32_t max) {
         if (errno || end == v || *end || x < min || x > max)
                 return -EINVAL;
         *field = (uint32_t) x;
+        return 0;
+}
+
+static int set_bool(bool *field, const char *v) {
+        if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+                *field = true;
+        else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+                *field = false;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int set_ratio(double *field, const char *v, double min, double max) {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= min && x <= max))
+                return -EINVAL;
+        *field = x;
+        return 0;
+}
+
+#define WARM_POOL_MAX 64u
+
+int sbx_config_parse_pool_size(const char *v, uint32_t ret[_SBX_LANG_MAX]) {
+        static const char *const names[_SBX_LANG_MAX] = {
+                [SBX_LANG_PYTHON] = "python",
+                [SBX_LANG_JAVASCRIPT] = "javascript",
+                [SBX_LANG_RAW] = "raw",
+        };
+        uint32_t sizes[_SBX_LANG_MAX] = {};
+        char buf[256], *save = NULL;
+
+        if (strlen(v) >= sizeof buf)
+                return -EINVAL;
+        if (set_u32(&sizes[0], v, 0, WARM_POOL_MAX) >= 0) {
+                for (size_t i = 0; i < _SBX_LANG_MAX; i++)
+                        ret[i] = sizes[0];
+                return 0;
+        }
+        strcpy(buf, v);
+        for (char *item = strtok_r(buf, ", ", &save); item; item = strtok_r(NULL, ", ", &save)) {
+                char *colon = strchr(item, ':');
+                size_t i;
+
+                if (!colon)
+                        return -EINVAL;
+                *colon = 0;
+                for (i = 0; i < _SBX_LANG_MAX; i++)
+                        if (strcmp(item, names[i]) == 0)
+                                break;
+                if (i == _SBX_LANG_MAX || set_u32(&sizes[i], colon + 1, 0, WARM_POOL_MAX) < 0)
+                        return -EINVAL;
+        }
+        memcpy(ret, sizes, sizeof sizes);
         return 0;
 }
 
@@ -105,6 +162,8 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
                 return set_str(&c->state_dir, value);
         if (strcmp(key, "cgroup_parent") == 0)
                 return set_str(&c->cgroup_parent, value);
+        if (strcmp(key, "netd_socket") == 0)
+                return *value ? set_str(&c->netd_socket, value) : -EINVAL;
         if (strcmp(key, "admin_group") == 0)
                 return *value ? set_str(&c->admin_group, value) : 0;
         if (strcmp(key, "accel") == 0)
@@ -123,6 +182,18 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
                 return set_u32(&c->boot_timeout_ms, value, 500, 600000);
         if (strcmp(key, "job_linger_seconds") == 0)
                 return set_u32(&c->job_linger_s, value, 0, 86400);
+        if (strcmp(key, "memory_reserve_mb") == 0)
+                return set_u32(&c->memory_reserve_mb, value, 0, 1024 * 1024);
+        if (strcmp(key, "memory_overcommit") == 0)
+                return set_ratio(&c->memory_overcommit, value, 0.1, 16.0);
+        if (strcmp(key, "cpu_overcommit") == 0)
+                return set_ratio(&c->cpu_overcommit, value, 0.1, 64.0);
+        if (strcmp(key, "snapshots") == 0)
+                return set_bool(&c->snapshots, value);
+        if (strcmp(key, "warm_pool_size") == 0)
+                return sbx_config_parse_pool_size(value, c->warm_pool_size);
+        if (strcmp(key, "cache_max_mb") == 0)
+                return set_u32(&c->cache_max_mb, value, 0, 1024 * 1024 * 1024);
         return -EINVAL;
 }
 
@@ -137,7 +208,13 @@ static int config_defaults(SbxConfig *c) {
                 .default_memory_mb = 256,
                 .vcpus = 1,
                 .boot_timeout_ms = 20000,
+                .cache_max_mb = 4096,
                 .job_linger_s = 60,
+                .memory_reserve_mb = 1024,
+                .memory_overcommit = 1.0,
+                /* A booting TCG guest keeps a core busy; idle and warm ones barely use one. */
+                .cpu_overcommit = 2.0,
+                .snapshots = true,
         };
         if (!rt) {
                 const char *x = getenv("XDG_RUNTIME_DIR");
@@ -148,7 +225,7 @@ static int config_defaults(SbxConfig *c) {
             set_str(&c->rootfs, SBX_DATADIR "/rootfs.erofs") < 0 || set_str(&c->qemu, "qemu-system-x86_64") < 0 ||
             set_str(&c->worker_path, SBX_LIBEXECDIR "/sbx-vmworker") < 0 || set_str(&c->runtime_dir, rt) < 0 ||
             set_str(&c->state_dir, getuid() == 0 ? "/var/lib/sbx" : "/tmp/sbx-state") < 0 ||
-            set_str(&c->cgroup_parent, "sbx") < 0)
+            set_str(&c->cgroup_parent, "sbx") < 0 || set_str(&c->netd_socket, NETD_CONTROL_SOCKET) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -204,5 +281,6 @@ void sbx_config_done(SbxConfig *c) {
         free(c->state_dir);
         free(c->cgroup_parent);
         free(c->admin_group);
+        free(c->netd_socket);
         *c = (SbxConfig) {};
 }

@@ -6,7 +6,10 @@
  * SBX_SYSCONFDIR/sbx.conf. A missing file means built-in defaults.
  * docs/configuration.md and the README list every key. */
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include "proto.h"
 
 typedef enum SbxAccel {
         SBX_ACCEL_AUTO,
@@ -25,6 +28,7 @@ typedef struct SbxConfig {
         char *state_dir;     /* probe results, caches */
         char *cgroup_parent; /* cgroup path (relative to each hierarchy) for VM cgroups; "" disables */
         char *admin_group;   /* members administer other users' jobs and sessions, like root; NULL: root only */
+        char *netd_socket;   /* sbx-netd's control socket (networked VMs; docs/network.md) */
         SbxAccel accel;
         uint32_t max_vms;          /* concurrent VMs; 0 = derived from host memory and CPUs */
         uint32_t queue_max;        /* requests waiting for a slot before Capacity */
@@ -33,11 +37,21 @@ typedef struct SbxConfig {
         uint32_t vcpus;
         uint32_t boot_timeout_ms;  /* per attempt; one retry */
         uint32_t job_linger_s;     /* finished job objects stay this long */
+        /* Admission budget: VMs may use (host memory - reserve) * memory_overcommit
+         * (guest RAM plus per-VM overhead), and run at most cpu_overcommit VMs per core. */
+        uint32_t memory_reserve_mb;
+        double memory_overcommit;
+        double cpu_overcommit;
+        uint32_t warm_pool_size[_SBX_LANG_MAX]; /* booted VMs with a warm interpreter, per language */
+        bool snapshots; /* runs and pool VMs restore L1 memory snapshots (built on first use) */
+        uint32_t cache_max_mb; /* L1 snapshot cache (state_dir/cache/l1): disk use limit, LRU eviction */
 } SbxConfig;
 
 int sbx_config_load(SbxConfig *c, const char *path);
 void sbx_config_done(SbxConfig *c);
 const char *sbx_accel_to_string(SbxAccel a);
 int sbx_accel_from_string(const char *s, SbxAccel *ret);
+/* "N" (every language) or "python:N,javascript:N,raw:N" (missing ones: 0). */
+int sbx_config_parse_pool_size(const char *v, uint32_t ret[_SBX_LANG_MAX]);
 /* Parses one line into c; exposed for the fuzz target. Returns 0, or -EINVAL for an unknown key or bad value. */
 int sbx_config_parse_line(SbxConfig *c, const char *line);

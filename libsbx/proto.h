@@ -48,6 +48,7 @@ typedef enum SbxMsgType {
         SBX_G_FILE_RESULT = 6, /* FILE_STATUS, SIZE, MESSAGE: ends a file write, read or list */
         SBX_G_FILE_DATA = 7,   /* DATA (<= SBX_OUTPUT_CHUNK_MAX): a chunk of a file being read */
         SBX_G_LIST_ENTRY = 8,  /* NAME, IS_DIR, SIZE */
+        SBX_G_RESUMED = 9,     /* UPTIME_MS: RESUME applied (clock set, RNG reseeded) */
 
         /* host -> guest */
         SBX_H_EXEC = 64,   /* LANGUAGE, CODE, TIMEOUT_MS, ENV*, CLOCK_NS, SEED */
@@ -58,12 +59,14 @@ typedef enum SbxMsgType {
         SBX_H_FILE_END = 69,   /* the write is complete */
         SBX_H_FILE_READ = 70,  /* PATH */
         SBX_H_LIST = 71,       /* PATH */
+        SBX_H_RESUME = 72,     /* CLOCK_NS, SEED: the VM was restored from a snapshot -> G_RESUMED */
 
         /* broker -> worker */
         SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
         SBX_B_CANCEL = 129, /* stop the VM now */
         /* sessions: one VM, many requests, one at a time (see docs/protocols.md) */
-        SBX_B_SESSION_OPEN = 130, /* RUN_ID, LANGUAGE, MEMORY_MB, VCPUS, ACCEL, ENV* -> W_SESSION_READY */
+        SBX_B_SESSION_OPEN = 130, /* RUN_ID, LANGUAGE, MEMORY_MB, VCPUS, ACCEL, ENV*, WARM, SNAPSHOT
+                                     -> W_SESSION_READY */
         SBX_B_EXEC = 131,         /* RUN_ID (exec id), CODE, TIMEOUT_MS, ENV* -> W_OUTPUT*, W_RESULT */
         SBX_B_FILE_WRITE = 132,   /* PATH, MODE + one fd to read the content from -> W_FILE_RESULT */
         SBX_B_FILE_READ = 133,    /* PATH + one fd to write the content into -> W_FILE_RESULT */
@@ -76,7 +79,8 @@ typedef enum SbxMsgType {
         SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, BOOT_MS, SETUP_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED,
                                TIMED_OUT, STDOUT_TRUNC, STDERR_TRUNC, ACCEL, MESSAGE (timeout reason) */
         SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE; in a session: the VM is gone */
-        SBX_W_SESSION_READY = 164, /* BOOT_MS, SETUP_MS, ACCEL, QEMU_PID */
+        SBX_W_SESSION_READY = 164, /* BOOT_MS, SETUP_MS, ACCEL, QEMU_PID, WARM, SNAPSHOT_TIER, RESTORE_MS,
+                                      SNAPSHOT_SAVED, SNAPSHOT_NOTE */
         SBX_W_FILE_RESULT = 165,   /* FILE_STATUS, SIZE, MESSAGE */
         SBX_W_LIST_ENTRY = 166,    /* NAME, IS_DIR, SIZE */
 } SbxMsgType;
@@ -118,6 +122,20 @@ typedef enum SbxTag {
         SBX_T_IS_DIR = 45,       /* u8 */
         SBX_T_FILE_STATUS = 46,  /* u32: SbxFileStatus */
         SBX_T_STATE_RESET = 47,  /* u8 in G_EXIT: the persistent interpreter was restarted */
+        /* L1 memory snapshots (docs/snapshots.md) */
+        SBX_T_WARM = 48,          /* u8: B_SESSION_OPEN: start the interpreter before READY; READY: it runs */
+        SBX_T_SNAPSHOT = 49,      /* u8 in B_SESSION_OPEN: 1 = restore the L1 snapshot, or build it */
+        SBX_T_SNAPSHOT_TIER = 50, /* string in W_SESSION_READY: "l1" (restored) or "cold" (booted) */
+        SBX_T_RESTORE_MS = 51,    /* u64: QEMU spawn -> guest answered RESUME (tier l1) */
+        SBX_T_SNAPSHOT_SAVED = 52, /* u8: this session built and saved the snapshot */
+        SBX_T_SNAPSHOT_NOTE = 53, /* string: why the tier is cold (missing, dropped as corrupt, ...) */
+        /* Network (docs/network.md), in B_RUN and B_SESSION_OPEN. Without NETWORK the VM has no NIC
+         * (unless it exposes ports); a networked VM is never restored from a snapshot. */
+        SBX_T_NETWORK = 54,        /* u8: 1 = outbound access through sbx-netd */
+        SBX_T_ALLOWED_DOMAIN = 55, /* string, repeated: "example.com" or "*.example.com"; none = full access */
+        SBX_T_EXPOSE = 56,         /* string, repeated: "INTERNAL:EXTERNAL/tcp|udp", EXTERNAL 0 = picked */
+        /* In W_STATUS (RUNNING), W_SESSION_READY and W_RESULT: one per exposed port, as bound. */
+        SBX_T_PORT_MAPPING = 57,   /* string: "tcp INTERNAL 127.0.0.1:EXTERNAL" */
 } SbxTag;
 
 typedef enum SbxFileStatus {
@@ -129,6 +147,9 @@ typedef enum SbxFileStatus {
 } SbxFileStatus;
 
 #define SBX_PATH_MAX 4096u
+#define SBX_ALLOWED_DOMAINS_MAX 256u
+#define SBX_DOMAIN_MAX 253u
+#define SBX_EXPOSE_MAX 10u
 #define SBX_PATH_COMPONENT_MAX 255u
 #define SBX_FILE_MAX (500ull * 1024u * 1024u)
 
@@ -148,6 +169,7 @@ typedef enum SbxErrorKind {
         SBX_ERR_BOOT_TIMEOUT = 2, /* the guest did not come up, twice */
         SBX_ERR_INTERNAL = 3,
         SBX_ERR_INVALID = 4,      /* the worker refused the request */
+        SBX_ERR_NETWORK = 5,      /* sbx-netd is not running or refused the VM's policy: fail closed */
 } SbxErrorKind;
 
 typedef enum SbxLanguage {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "macro.h"
@@ -124,4 +125,124 @@ int sbx_validate_path(const char *path, bool allow_empty, const char **ret_reaso
                 }
         }
         return 0;
+}
+
+int sbx_validate_domain_pattern(const char *pattern, char *out, const char **ret_reason) {
+        const char *p = pattern;
+        size_t n = strlen(pattern), labels = 0, label = 0, o = 0;
+
+        if (n == 0) {
+                *ret_reason = "is empty";
+                return -EINVAL;
+        }
+        if (n > SBX_DOMAIN_MAX) {
+                *ret_reason = "is longer than 253 bytes";
+                return -EINVAL;
+        }
+        if (p[0] == '*') {
+                if (p[1] != '.') {
+                        *ret_reason = "may use '*' only as its whole first label ('*.example.com')";
+                        return -EINVAL;
+                }
+                out[o++] = '*';
+                out[o++] = '.';
+                p += 2;
+        }
+        for (;; p++) {
+                char c = *p;
+                if (c == '.' || c == 0) {
+                        if (label == 0) {
+                                *ret_reason = "has an empty label";
+                                return -EINVAL;
+                        }
+                        if (p[-1] == '-') {
+                                *ret_reason = "has a label ending in '-'";
+                                return -EINVAL;
+                        }
+                        labels++;
+                        label = 0;
+                        if (c == 0)
+                                break;
+                        out[o++] = '.';
+                        continue;
+                }
+                if (c >= 'A' && c <= 'Z')
+                        c = (char) (c - 'A' + 'a');
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+                        *ret_reason = "may hold only letters, digits, '-' and '.' (and a leading '*.')";
+                        return -EINVAL;
+                }
+                if (c == '-' && label == 0) {
+                        *ret_reason = "has a label starting with '-'";
+                        return -EINVAL;
+                }
+                if (++label > 63) {
+                        *ret_reason = "has a label longer than 63 bytes";
+                        return -EINVAL;
+                }
+                out[o++] = c;
+        }
+        if (labels < 2) {
+                *ret_reason = "needs at least two labels (a top-level domain alone is refused)";
+                return -EINVAL;
+        }
+        out[o] = 0;
+        return 0;
+}
+
+static int parse_port(const char **p, uint16_t *ret) {
+        unsigned v = 0;
+        const char *s = *p;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        for (; *s >= '0' && *s <= '9'; s++) {
+                v = v * 10 + (unsigned) (*s - '0');
+                if (v > 65535)
+                        return -ERANGE;
+        }
+        if (v == 0)
+                return -ERANGE;
+        *ret = (uint16_t) v;
+        *p = s;
+        return 0;
+}
+
+int sbx_parse_expose(const char *s, SbxExpose *ret, const char **ret_reason) {
+        SbxExpose e = {};
+        const char *p = s;
+
+        if (parse_port(&p, &e.internal) < 0) {
+                *ret_reason = "needs an internal port 1-65535 first ('INTERNAL[:EXTERNAL][/tcp|/udp]')";
+                return -EINVAL;
+        }
+        if (*p == ':') {
+                p++;
+                if (parse_port(&p, &e.external) < 0) {
+                        *ret_reason = "has an external port that is not 1-65535";
+                        return -EINVAL;
+                }
+        }
+        if (*p == '/') {
+                p++;
+                if (strcmp(p, "tcp") == 0)
+                        e.udp = false;
+                else if (strcmp(p, "udp") == 0)
+                        e.udp = true;
+                else {
+                        *ret_reason = "has a protocol other than tcp or udp";
+                        return -EINVAL;
+                }
+                p += 3;
+        }
+        if (*p != 0) {
+                *ret_reason = "is not 'INTERNAL[:EXTERNAL][/tcp|/udp]'";
+                return -EINVAL;
+        }
+        *ret = e;
+        return 0;
+}
+
+void sbx_expose_format(const SbxExpose *e, char *buf, size_t size) {
+        snprintf(buf, size, "%u:%u/%s", e->internal, e->external, e->udp ? "udp" : "tcp");
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proto.h"
 
@@ -26,3 +27,20 @@ int sbx_validate_env_value(const char *value, const char **ret_reason);
  * accepted only with allow_empty. The guest checks again, and resolves
  * symlinks beneath home only. */
 int sbx_validate_path(const char *path, bool allow_empty, const char **ret_reason);
+
+/* An allowed-domain pattern: a host name ("example.com") or all names below
+ * one ("*.example.com"); letters, digits and hyphens in labels of 1-63
+ * bytes, no leading or trailing hyphen, at least two labels, at most
+ * SBX_DOMAIN_MAX bytes. Upper case is accepted and lowered into out
+ * (SBX_DOMAIN_MAX + 1 bytes). */
+int sbx_validate_domain_pattern(const char *pattern, char *out, const char **ret_reason);
+
+typedef struct SbxExpose {
+        uint16_t internal, external; /* external 0: picked by the worker */
+        bool udp;
+} SbxExpose;
+
+/* "INTERNAL[:EXTERNAL][/tcp|/udp]", ports 1-65535. */
+int sbx_parse_expose(const char *s, SbxExpose *ret, const char **ret_reason);
+/* The canonical form "INTERNAL:EXTERNAL/tcp" (buf: at least 20 bytes). */
+void sbx_expose_format(const SbxExpose *e, char *buf, size_t size);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -7,6 +9,7 @@
 #include "bus-names.h"
 #include "fdio.h"
 #include "job.h"
+#include "pool.h"
 #include "log.h"
 #include "macro.h"
 #include "request.h"
@@ -56,6 +59,28 @@ static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *err
         return 1;
 }
 
+/* The broker's own footprint, for soak tests: VmRSS and VmHWM in kB, open fds. */
+static void self_usage(uint64_t *ret_rss_kb, uint64_t *ret_hwm_kb, uint32_t *ret_fds) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        _cleanup_closedir_ DIR *d = opendir("/proc/self/fd");
+        char line[256];
+        unsigned long long v;
+
+        *ret_rss_kb = *ret_hwm_kb = 0;
+        *ret_fds = 0;
+        while (f && fgets(line, sizeof line, f)) {
+                if (sscanf(line, "VmRSS: %llu kB", &v) == 1)
+                        *ret_rss_kb = v;
+                else if (sscanf(line, "VmHWM: %llu kB", &v) == 1)
+                        *ret_hwm_kb = v;
+        }
+        for (struct dirent *de; d && (de = readdir(d));)
+                if (de->d_name[0] != '.')
+                        (*ret_fds)++;
+        if (*ret_fds > 0)
+                (*ret_fds)--; /* the directory's own fd */
+}
+
 static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Broker *b = userdata;
@@ -78,6 +103,41 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_append(reply, "{sv}", "worker_mode", "s", b->config.worker_socket ? "socket" : "spawn");
         if (r < 0)
                 return r;
+        uint64_t hits = 0, misses = 0, rss_kb, hwm_kb;
+        uint32_t fds;
+        self_usage(&rss_kb, &hwm_kb, &fds);
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "broker_rss_kb", "t", rss_kb, "broker_hwm_kb", "t", hwm_kb,
+                                  "broker_fds", "u", fds);
+        if (r < 0)
+                return r;
+        if (b->pool)
+                pool_get_stats(b->pool, &hits, &misses);
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}", "memory_budget_mb", "t", b->mem_budget_mb,
+                                  "memory_used_mb", "t", b->mem_used_mb, "max_request_memory_mb", "u",
+                                  b->max_memory_mb, "warm_pool_hits", "t", hits, "warm_pool_misses", "t", misses);
+        if (r < 0)
+                return r;
+
+        /* pool_vms: language, state, worker pid, qemu pid */
+        {
+                PoolVmInfo vms[256];
+                size_t n = MIN(pool_list(b->pool, vms, ELEMENTSOF(vms)), ELEMENTSOF(vms));
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", "pool_vms");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'v', "a(ssuu)");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "(ssuu)");
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        r = sd_bus_message_append(reply, "(ssuu)", sbx_language_to_string(vms[i].language),
+                                                  pool_vm_state_to_string(vms[i].state), (uint32_t) vms[i].worker_pid,
+                                                  vms[i].qemu_pid);
+                for (int k = 0; r >= 0 && k < 3; k++)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
 
         /* jobs: id, object path, state, language, worker pid, qemu pid */
         r = sd_bus_message_open_container(reply, 'e', "sv");
@@ -152,6 +212,10 @@ static const sd_bus_vtable broker_vtable[] = {
                                  method_open_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListSessions", "", , "a(ossuutb)", SD_BUS_PARAM(sessions), method_list_sessions,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetPool", "", , "a(suuu)", SD_BUS_PARAM(pool), method_get_pool,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("SetPoolSize", "su", SD_BUS_PARAM(language) SD_BUS_PARAM(size), "", ,
+                                 method_set_pool_size, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CloseSession", "o", SD_BUS_PARAM(session), "", , method_close_session,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,10 @@
 #include "bus-names.h"
 #include "fdio.h"
 #include "job.h"
+#include "pool.h"
 #include "session.h"
 #include "log.h"
 #include "macro.h"
-
-/* Host memory kept for the host itself, and per-VM overhead beyond guest RAM (QEMU, TCG code buffer). */
-#define HOST_RESERVE_MB 512u
-#define VM_OVERHEAD_MB 160u
 
 uid_t bus_sender_uid(sd_bus_message *m) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
@@ -64,17 +62,31 @@ static uint64_t host_memory_mb(void) {
 static void broker_derive_limits(Broker *b) {
         uint64_t mem = host_memory_mb();
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        uint64_t usable = mem > HOST_RESERVE_MB * 2 ? mem - HOST_RESERVE_MB : mem / 2;
+        uint64_t reserve = b->config.memory_reserve_mb;
+        /* A reserve of half the host or more leaves the other half. */
+        uint64_t usable = mem > reserve * 2 ? mem - reserve : mem / 2;
 
-        b->max_memory_mb = (uint32_t) MIN(usable - MIN(usable, VM_OVERHEAD_MB), (uint64_t) UINT32_MAX);
+        b->mem_budget_mb = (uint64_t) ((double) usable * b->config.memory_overcommit);
+        b->max_memory_mb = (uint32_t) MIN(b->mem_budget_mb - MIN(b->mem_budget_mb, (uint64_t) SBX_VM_OVERHEAD_MB),
+                                          (uint64_t) UINT32_MAX);
         if (b->config.max_vms > 0)
                 b->max_vms = b->config.max_vms;
-        else {
-                /* A booting TCG guest keeps a core busy: two VMs per core, bounded by memory. */
-                uint64_t by_mem = usable / (b->config.default_memory_mb + VM_OVERHEAD_MB);
-                uint64_t by_cpu = (uint64_t) MAX(cpus, 1L) * 2;
-                b->max_vms = (uint32_t) MAX((uint64_t) 1, MIN(by_mem, by_cpu));
-        }
+        else
+                b->max_vms = (uint32_t) MAX(1.0, (double) MAX(cpus, 1L) * b->config.cpu_overcommit);
+        log_debug("Admission budget: %" PRIu64 " MB for VMs (host %" PRIu64 " MB, reserve %" PRIu64
+                  " MB, overcommit %.2f), %u VMs at once.",
+                  b->mem_budget_mb, mem, reserve, b->config.memory_overcommit, b->max_vms);
+}
+
+bool broker_can_admit(const Broker *b, uint32_t memory_mb) {
+        return b->n_active < b->max_vms && b->mem_used_mb + memory_mb + SBX_VM_OVERHEAD_MB <= b->mem_budget_mb;
+}
+
+bool broker_make_room(Broker *b, uint32_t memory_mb) {
+        while (!broker_can_admit(b, memory_mb))
+                if (!pool_evict_one(b->pool))
+                        return false;
+        return true;
 }
 
 /* A worker killed by a signal could not remove its VM's cgroups; a short-lived
@@ -178,8 +190,14 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
                 log_error_errno(r, "Failed to acquire %s: %m", SBX_BUS_NAME);
                 goto fail;
         }
-        log_info("sbx-broker %s ready: %u VM slots, accel %s, workers %s.", SBX_VERSION, b->max_vms,
+        r = pool_new(b, &b->pool);
+        if (r < 0)
+                goto fail;
+        log_info("sbx-broker %s ready: %u VMs at once, %" PRIu64 " MB for VMs, warm pool %u/%u/%u, accel %s, workers %s.",
+                 SBX_VERSION, b->max_vms, b->mem_budget_mb, b->config.warm_pool_size[SBX_LANG_PYTHON],
+                 b->config.warm_pool_size[SBX_LANG_JAVASCRIPT], b->config.warm_pool_size[SBX_LANG_RAW],
                  sbx_accel_to_string(b->accel), b->config.worker_socket ?: b->config.worker_path);
+        pool_refill(b->pool);
         *ret = b;
         return 0;
 fail:
@@ -190,6 +208,7 @@ fail:
 Broker *broker_free(Broker *b) {
         if (!b)
                 return NULL;
+        b->pool = pool_free(b->pool);
         while (b->jobs_head)
                 job_free(b->jobs_head);
         while (b->sessions_head)
@@ -208,7 +227,9 @@ int broker_run(Broker *b) {
         (void) sd_notify(false, "READY=1\nSTATUS=Serving org.sbx.Broker1");
         r = sd_event_loop(b->event);
         (void) sd_notify(false, "STOPPING=1");
-        /* Cancel what is still running so no worker or QEMU outlives us. */
+        /* Cancel what is still running so no worker or QEMU outlives us; the
+         * pool goes first so nothing refills it. */
+        b->pool = pool_free(b->pool);
         for (Job *j = b->jobs_head; j; j = j->next)
                 job_cancel(j, "the broker is stopping");
         for (Session *s = b->sessions_head; s; s = s->next)

@@ -11,6 +11,11 @@
 
 typedef struct Job Job;
 typedef struct Session Session;
+typedef struct Pool Pool;
+
+/* What a VM costs the host beyond its guest RAM: QEMU itself, the TCG
+ * translation cache, the worker. Counted against the memory budget. */
+#define SBX_VM_OVERHEAD_MB 160u
 
 typedef struct Broker {
         sd_event *event;
@@ -18,8 +23,11 @@ typedef struct Broker {
         SbxConfig config;
         char *config_path;     /* handed to spawned workers as SBX_CONFIG */
         SbxAccel accel;        /* resolved: kvm or tcg */
-        uint32_t max_vms;      /* concurrent VMs (admission) */
-        uint32_t max_memory_mb;
+        uint32_t max_vms;      /* concurrent VMs: the CPU side of the admission budget */
+        uint32_t max_memory_mb; /* the most one request may ask for */
+        uint64_t mem_budget_mb; /* the memory side: guest RAM plus overhead of every VM */
+        uint64_t mem_used_mb;
+        Pool *pool;
         Job *jobs_head, *jobs_tail; /* every live job, oldest first */
         Session *sessions_head, *sessions_tail;
         uint32_t n_active;     /* jobs holding a VM slot */
@@ -39,8 +47,13 @@ uid_t bus_sender_uid(sd_bus_message *m);
 /* Root, or a member of the configured admin_group. */
 bool bus_sender_is_admin(Broker *b, sd_bus_message *m);
 
-/* Starts queued jobs while VM slots are free. */
+/* Starts queued jobs while the budget allows, then refills the warm pool. */
 void broker_dispatch_queue(Broker *b);
+/* Whether one more VM of memory_mb fits the budget right now. */
+bool broker_can_admit(const Broker *b, uint32_t memory_mb);
+/* Makes room for a VM of memory_mb by stopping idle warm pool VMs, if that
+ * is what stands in the way. Returns whether it fits now. */
+bool broker_make_room(Broker *b, uint32_t memory_mb);
 
 /* broker-bus.c */
 int broker_bus_setup(Broker *b);
@@ -49,5 +62,8 @@ int method_open_session(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int method_list_sessions(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int method_close_session(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int session_bus_setup(Broker *b);
+/* pool-bus.c: the warm pool methods of org.sbx.Broker1 */
+int method_get_pool(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_set_pool_size(sd_bus_message *m, void *userdata, sd_bus_error *error);
 /* accel.c: resolves config.accel (auto runs the worker's KVM probe, cached). */
 int broker_resolve_accel(Broker *b);

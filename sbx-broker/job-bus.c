@@ -107,11 +107,24 @@ static int property_language(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "s", sbx_language_to_string(j->req.language) ?: "");
 }
 
+static int property_ports(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Job *j = userdata;
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return port_mappings_append(reply, &j->result.ports);
+}
+
 static const sd_bus_vtable job_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "t", NULL, offsetof(Job, id), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Language", "s", property_language, 0, 0),
+        /* protocol, port in the VM, port on the host's 127.0.0.1, URL; known once the VM runs */
+        SD_BUS_PROPERTY("Ports", "a(sqqs)", property_ports, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("Output", "say", SD_BUS_PARAM(stream) SD_BUS_PARAM(data), 0),
         SD_BUS_SIGNAL_WITH_NAMES("Finished", "a{sv}", SD_BUS_PARAM(result), 0),

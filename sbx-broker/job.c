@@ -168,9 +168,24 @@ static int handle_result(Job *j, const uint8_t *p, size_t n) {
                 if (j->emit_signals)
                         (void) job_emit_output(j, SBX_STREAM_STDERR, line, strlen(line));
         }
+        if (j->pooled) {
+                j->result.warm_pool_hit = true;
+                j->result.snapshot_tier = "warm";
+                /* The boot happened before the request existed. */
+                j->result.boot_ms = 0;
+                j->result.setup_ms = 0;
+        } else if (j->via_session) {
+                j->result.snapshot_tier = j->ready.restored ? "l1" : "cold";
+                j->result.boot_ms = j->ready.restored ? j->ready.restore_ms : j->ready.boot_ms;
+                j->result.setup_ms = j->ready.setup_ms;
+        }
+        /* A one-shot run has no state to lose. */
+        j->result.state_reset = false;
         j->have_result = true;
         return 0;
 }
+
+static int job_send_exec(Job *j);
 
 static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
         Job *j = userdata;
@@ -182,6 +197,7 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
 
         switch (type) {
         case SBX_W_STATUS: {
+                bool ports_changed = false;
                 uint32_t phase = 0;
                 sbx_tlv_iter_init(&it, p, n);
                 while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
@@ -189,15 +205,34 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
                                 r = sbx_tlv_u32(v, len, &phase);
                         else if (tag == SBX_T_QEMU_PID)
                                 r = sbx_tlv_u32(v, len, &j->qemu_pid);
+                        else if (tag == SBX_T_PORT_MAPPING) {
+                                r = port_mappings_add(&j->result.ports, v, len);
+                                ports_changed = true;
+                        }
                         if (r < 0)
                                 return r;
                 }
                 if (r < 0)
                         return r;
+                if (ports_changed)
+                        (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
                 if (phase == SBX_PHASE_RUNNING)
                         job_set_state(j, JOB_RUNNING);
                 return 0;
         }
+        case SBX_W_SESSION_READY:
+                if (!j->via_session || j->vm_ready)
+                        return -EBADMSG;
+                r = worker_ready_parse(p, n, &j->ready);
+                if (r < 0)
+                        return r;
+                j->vm_ready = true;
+                j->qemu_pid = j->ready.qemu_pid;
+                job_set_state(j, JOB_RUNNING);
+                r = job_send_exec(j);
+                if (r < 0)
+                        job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to its VM: %s", strerror(-r));
+                return 0;
         case SBX_W_OUTPUT: {
                 SbxStream stream;
                 const uint8_t *data;
@@ -258,7 +293,64 @@ static int job_send_run(Job *j) {
         sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, j->req.memory_mb);
         sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
         sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
+        request_put_network(&j->req, &m);
         /* The worker reads its request first thing; a brief blocking write is fine. */
+        r = sbx_msg_send(&m, j->worker.fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+/* A warm pool VM runs the code as a session exec in its waiting interpreter. */
+static int job_send_exec(Job *j) {
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
+        sbx_msg_put(&m, SBX_T_CODE, j->req.code, j->req.code_len);
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, j->req.timeout_s * 1000u);
+        for (size_t i = 0; i < j->req.n_env; i++)
+                sbx_msg_put_str(&m, SBX_T_ENV, j->req.env[i]);
+        r = sbx_msg_send(&m, j->worker.fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+static bool job_start_pooled(Job *j) {
+        Broker *b = j->broker;
+        int r;
+
+        if (!j->req.use_warm_pool || request_has_nic(&j->req) ||
+            !pool_take(b->pool, j->req.language, j->req.memory_mb, &j->worker, handle_worker_frame, on_worker_lost, j,
+                       &j->hit))
+                return false;
+        j->pooled = true;
+        j->qemu_pid = j->hit.qemu_pid;
+        job_set_state(j, JOB_RUNNING);
+        r = job_send_exec(j);
+        if (r < 0)
+                job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the warm VM: %s", strerror(-r));
+        /* Its replacement boots in the background. */
+        pool_refill(b->pool);
+        return true;
+}
+
+/* A VM of the run's own in session mode, restored from the L1 snapshot of
+ * this configuration (the worker builds the snapshot when there is none).
+ * No WARM: the snapshot's interpreter already runs, and a warm-up exec before
+ * READY would only add to the time to first output. */
+static int job_send_session_open(Job *j) {
+        Broker *b = j->broker;
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(j->req.language));
+        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, j->req.memory_mb);
+        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
+        sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
         r = sbx_msg_send(&m, j->worker.fd);
         sbx_msg_done(&m);
         return r;
@@ -270,14 +362,19 @@ int job_start(Job *j) {
 
         j->timer = sd_event_source_disable_unref(j->timer);
         j->t_started = now_usec(CLOCK_MONOTONIC);
+        if (job_start_pooled(j))
+                return 0;
+        pool_count_miss(b->pool);
         job_set_state(j, JOB_BOOTING);
 
-        r = worker_link_start(&j->worker, b, handle_worker_frame, on_worker_lost, j);
+        r = worker_link_start(&j->worker, b, j->req.memory_mb, handle_worker_frame, on_worker_lost, j);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
                 return r;
         }
-        r = job_send_run(j);
+        /* A VM with a NIC has other devices than the snapshot's: always a fresh boot. */
+        j->via_session = b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req);
+        r = j->via_session ? job_send_session_open(j) : job_send_run(j);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));
                 return r;
@@ -308,10 +405,13 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         uid_t uid;
         int r;
 
-        if (b->n_active >= b->max_vms && b->n_queued >= b->config.queue_max)
+        if (b->n_queued >= b->config.queue_max &&
+            !(req->use_warm_pool && !request_has_nic(req) && pool_has_ready(b->pool, req->language, req->memory_mb)) &&
+            !broker_make_room(b, req->memory_mb))
                 return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
-                                         "All %u VM slots are busy and %u requests are already waiting.", b->max_vms,
-                                         b->n_queued);
+                                         "The VM budget is in use (%u VMs, %" PRIu64 " of %" PRIu64
+                                         " MB) and %u requests are already waiting.",
+                                         b->n_active, b->mem_used_mb, b->mem_budget_mb, b->n_queued);
 
         uid = bus_sender_uid(call);
 
@@ -371,9 +471,19 @@ fail:
 
 /* Called once the caller has attached reply_to / emit_signals. */
 void broker_dispatch_queue(Broker *b) {
-        for (Job *j = b->jobs_head; j && b->n_active < b->max_vms; j = j->next) {
+        bool room = true;
+
+        for (Job *j = b->jobs_head; j; j = j->next) {
                 if (j->state != JOB_QUEUED || j->completed || j->error_name || !(j->reply_to || j->emit_signals))
                         continue;
+                /* Oldest first: once one cannot get room, later ones only take warm VMs. */
+                if (!j->req.use_warm_pool || request_has_nic(&j->req) ||
+                    !pool_has_ready(b->pool, j->req.language, j->req.memory_mb)) {
+                        if (room)
+                                room = broker_make_room(b, j->req.memory_mb);
+                        if (!room)
+                                continue;
+                }
                 if (j->timer) /* it was counted as queued */
                         b->n_queued--;
                 (void) job_start(j);
@@ -388,6 +498,7 @@ void broker_dispatch_queue(Broker *b) {
                                                j) >= 0)
                         b->n_queued++;
         }
+        pool_refill(b->pool);
 }
 
 void job_cancel(Job *j, const char *why) {

@@ -11,6 +11,7 @@
 #include "fdsink.h"
 #include "frame.h"
 #include "output.h"
+#include "pool.h"
 #include "request.h"
 #include "result.h"
 #include "worker-spawn.h"
@@ -40,6 +41,11 @@ struct Job {
         bool emit_signals;        /* StartRun() */
 
         WorkerLink worker;
+        bool pooled; /* runs in a warm pool VM */
+        PoolHit hit;
+        bool via_session; /* a VM of its own in session mode: restored from L1 when it can be */
+        bool vm_ready;
+        WorkerReady ready;
         sd_event_source *timer; /* queue deadline, output drain deadline, then linger */
         uint32_t qemu_pid;
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bus-names.h"
+#include "frame.h"
 #include "macro.h"
 #include "request.h"
 #include "validate.h"
@@ -17,6 +18,8 @@ void request_init(SbxRequest *r, uint32_t default_memory_mb) {
                 .stdout_fd = -EBADF,
                 .stderr_fd = -EBADF,
                 .idle_timeout_s = SBX_IDLE_TIMEOUT_DEFAULT_S,
+                .use_warm_pool = true,
+                .use_snapshot = true,
         };
 }
 
@@ -25,6 +28,9 @@ void request_done(SbxRequest *r) {
         for (size_t i = 0; i < r->n_env; i++)
                 free(r->env[i]);
         free(r->env);
+        for (size_t i = 0; i < r->n_domains; i++)
+                free(r->domains[i]);
+        free(r->domains);
         safe_close(r->stdout_fd);
         safe_close(r->stderr_fd);
         *r = (SbxRequest) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
@@ -42,6 +48,11 @@ static const struct {
         { "stdout_fd", "h", REQ_STDOUT_FD },
         { "stderr_fd", "h", REQ_STDERR_FD },
         { "idle_timeout_seconds", "u", REQ_IDLE_TIMEOUT },
+        { "warm_pool", "b", REQ_WARM_POOL },
+        { "snapshot", "b", REQ_SNAPSHOT },
+        { "allow_network", "b", REQ_ALLOW_NETWORK },
+        { "allowed_domains", "as", REQ_ALLOWED_DOMAINS },
+        { "expose_ports", "as", REQ_EXPOSE_PORTS },
 };
 
 static int unknown_key(const char *key, sd_bus_error *error) {
@@ -51,7 +62,8 @@ static int unknown_key(const char *key, sd_bus_error *error) {
                                                  "Request key '%s' must have type '%s'.", key, request_keys[i].type);
         return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                  "Unknown request key '%.64s' (known: code, language, timeout_seconds, memory_mb, env, "
-                                 "stdout_fd, stderr_fd, idle_timeout_seconds).",
+                                 "stdout_fd, stderr_fd, idle_timeout_seconds, warm_pool, snapshot, allow_network, allowed_domains, "
+                                 "expose_ports).",
                                  key);
 }
 
@@ -114,6 +126,68 @@ int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_err
         return unknown_key(key, error);
 }
 
+int request_apply_bool(SbxRequest *r, const char *key, bool value, sd_bus_error *error) {
+        if (strcmp(key, "warm_pool") == 0) {
+                r->use_warm_pool = value;
+                r->seen |= REQ_WARM_POOL;
+                return 0;
+        }
+        if (strcmp(key, "snapshot") == 0) {
+                r->use_snapshot = value;
+                r->seen |= REQ_SNAPSHOT;
+                return 0;
+        }
+        if (strcmp(key, "allow_network") == 0) {
+                r->allow_network = value;
+                r->seen |= REQ_ALLOW_NETWORK;
+                return 0;
+        }
+        return unknown_key(key, error);
+}
+
+int request_apply_string_item(SbxRequest *r, const char *key, const char *value, sd_bus_error *error) {
+        const char *reason = NULL;
+
+        if (strcmp(key, "allowed_domains") == 0) {
+                char canonical[SBX_DOMAIN_MAX + 1];
+                if (r->n_domains >= SBX_ALLOWED_DOMAINS_MAX)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "Too many allowed_domains; the limit is %u.",
+                                                 SBX_ALLOWED_DOMAINS_MAX);
+                if (sbx_validate_domain_pattern(value, canonical, &reason) < 0)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT, "Allowed domain '%.64s' %s.", value,
+                                                 reason);
+                char **d = realloc(r->domains, (r->n_domains + 1) * sizeof(char *));
+                if (!d)
+                        return -ENOMEM;
+                r->domains = d;
+                r->domains[r->n_domains] = strdup(canonical);
+                if (!r->domains[r->n_domains])
+                        return -ENOMEM;
+                r->n_domains++;
+                r->seen |= REQ_ALLOWED_DOMAINS;
+                return 0;
+        }
+        if (strcmp(key, "expose_ports") == 0) {
+                SbxExpose e;
+                if (r->n_expose >= SBX_EXPOSE_MAX)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                 "Too many expose_ports; the limit is %u.", SBX_EXPOSE_MAX);
+                if (sbx_parse_expose(value, &e, &reason) < 0)
+                        return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT, "Port mapping '%.32s' %s.", value,
+                                                 reason);
+                for (size_t i = 0; i < r->n_expose; i++)
+                        if ((r->expose[i].internal == e.internal && r->expose[i].udp == e.udp) ||
+                            (e.external != 0 && r->expose[i].external == e.external && r->expose[i].udp == e.udp))
+                                return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
+                                                         "Port mapping '%.32s' repeats a port.", value);
+                r->expose[r->n_expose++] = e;
+                r->seen |= REQ_EXPOSE_PORTS;
+                return 0;
+        }
+        return unknown_key(key, error);
+}
+
 int request_apply_env(SbxRequest *r, const char *name, const char *value, sd_bus_error *error) {
         const char *reason = NULL;
 
@@ -171,6 +245,13 @@ int request_finish(SbxRequest *r, unsigned allowed, uint32_t max_memory_mb, sd_b
         if (sbx_validate_code(r->code, r->code_len, &reason) < 0)
                 return sd_bus_error_setf(error, SBX_ERROR_CODE_VALIDATION, "Invalid code: %s.", reason);
 memory:
+        /* Naming domains asks for the network; allow_network=false with domains is a contradiction. */
+        if (r->n_domains > 0) {
+                if ((r->seen & REQ_ALLOW_NETWORK) && !r->allow_network)
+                        return sd_bus_error_set(error, SBX_ERROR_INVALID_INPUT,
+                                                "allowed_domains needs the network; allow_network is false.");
+                r->allow_network = true;
+        }
         if (max_memory_mb > 0 && r->memory_mb > max_memory_mb)
                 return sd_bus_error_setf(error, SBX_ERROR_INVALID_INPUT,
                                          "memory_mb=%u is more than this host can give one VM (%u).", r->memory_mb,
@@ -192,6 +273,26 @@ static int read_env(sd_bus_message *m, SbxRequest *r, sd_bus_error *error) {
                 if (k == 0)
                         break;
                 k = request_apply_env(r, name, value, error);
+                if (k < 0)
+                        return k;
+        }
+        return sd_bus_message_exit_container(m);
+}
+
+static int read_string_array(sd_bus_message *m, SbxRequest *r, const char *key, sd_bus_error *error) {
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "s");
+        if (k < 0)
+                return k;
+        for (;;) {
+                const char *v;
+                k = sd_bus_message_read(m, "s", &v);
+                if (k < 0)
+                        return k;
+                if (k == 0)
+                        break;
+                k = request_apply_string_item(r, key, v, error);
                 if (k < 0)
                         return k;
         }
@@ -233,6 +334,11 @@ int request_read(sd_bus_message *m, SbxRequest *r, unsigned allowed, uint32_t ma
                         k = sd_bus_message_read(m, "u", &u);
                         if (k >= 0)
                                 k = request_apply_u32(r, key, u, error);
+                } else if (strcmp(contents, "b") == 0) {
+                        int b;
+                        k = sd_bus_message_read(m, "b", &b);
+                        if (k >= 0)
+                                k = request_apply_bool(r, key, b, error);
                 } else if (strcmp(contents, "h") == 0) {
                         int fd;
                         k = sd_bus_message_read(m, "h", &fd);
@@ -240,6 +346,9 @@ int request_read(sd_bus_message *m, SbxRequest *r, unsigned allowed, uint32_t ma
                                 k = request_apply_fd(r, key, fd, error);
                 } else if (strcmp(contents, "a{ss}") == 0 && strcmp(key, "env") == 0)
                         k = read_env(m, r, error);
+                else if (strcmp(contents, "as") == 0 &&
+                         (strcmp(key, "allowed_domains") == 0 || strcmp(key, "expose_ports") == 0))
+                        k = read_string_array(m, r, key, error);
                 else
                         k = unknown_key(key, error);
                 if (k < 0)
@@ -255,4 +364,16 @@ int request_read(sd_bus_message *m, SbxRequest *r, unsigned allowed, uint32_t ma
         if (k < 0)
                 return k;
         return request_finish(r, allowed, max_memory_mb, error);
+}
+
+void request_put_network(const SbxRequest *r, SbxMsg *m) {
+        if (r->allow_network)
+                sbx_msg_put_u8(m, SBX_T_NETWORK, 1);
+        for (size_t i = 0; i < r->n_domains; i++)
+                sbx_msg_put_str(m, SBX_T_ALLOWED_DOMAIN, r->domains[i]);
+        for (size_t i = 0; i < r->n_expose; i++) {
+                char buf[32];
+                sbx_expose_format(&r->expose[i], buf, sizeof buf);
+                sbx_msg_put_str(m, SBX_T_EXPOSE, buf);
+        }
 }

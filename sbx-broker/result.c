@@ -10,6 +10,44 @@
 #include "bus-names.h"
 #include "result.h"
 
+int port_mappings_add(PortMappings *m, const uint8_t *v, size_t len) {
+        char buf[64], proto[4];
+        unsigned internal, external;
+        int consumed = 0;
+
+        if (len == 0 || len >= sizeof buf || memchr(v, 0, len))
+                return -EBADMSG;
+        memcpy(buf, v, len);
+        buf[len] = 0;
+        if (sscanf(buf, "%3s %5u 127.0.0.1:%5u%n", proto, &internal, &external, &consumed) != 3 ||
+            (size_t) consumed != len || internal < 1 || internal > 65535 || external < 1 || external > 65535 ||
+            (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0))
+                return -EBADMSG;
+        PortMapping pm = { .udp = proto[0] == 'u', .internal = (uint16_t) internal, .external = (uint16_t) external };
+        for (size_t i = 0; i < m->n; i++)
+                if (m->map[i].udp == pm.udp && m->map[i].internal == pm.internal) {
+                        m->map[i] = pm;
+                        return 0;
+                }
+        if (m->n >= SBX_EXPOSE_MAX)
+                return -EBADMSG;
+        m->map[m->n++] = pm;
+        return 0;
+}
+
+int port_mappings_append(sd_bus_message *m, const PortMappings *p) {
+        int r = sd_bus_message_open_container(m, 'a', "(sqqs)");
+        for (size_t i = 0; r >= 0 && i < p->n; i++) {
+                char url[64];
+                snprintf(url, sizeof url, "%s://127.0.0.1:%u", p->map[i].udp ? "udp" : "http", p->map[i].external);
+                r = sd_bus_message_append(m, "(sqqs)", p->map[i].udp ? "udp" : "tcp", p->map[i].internal,
+                                          p->map[i].external, url);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 void run_result_done(RunResult *r) {
         free(r->accel);
         free(r->message);
@@ -80,6 +118,9 @@ int run_result_parse(RunResult *res, const uint8_t *p, size_t n) {
                 case SBX_T_MESSAGE:
                         r = parse_str(v, len, SBX_MESSAGE_MAX, &res->message);
                         break;
+                case SBX_T_PORT_MAPPING:
+                        r = port_mappings_add(&res->ports, v, len);
+                        break;
                 default:
                         break;
                 }
@@ -125,9 +166,70 @@ int run_result_append(sd_bus_message *m, const RunResult *res, const OutputCaptu
             (r = append_u64(m, "external_memory_peak_mb", res->mem_peak_mb)) < 0 ||
             (r = append_u64(m, "external_cpu_nr_throttled", res->cpu_throttled)) < 0 ||
             (r = sd_bus_message_append(m, "{sv}", "accel", "s", res->accel ?: accel_default)) < 0 ||
-            (r = append_bool(m, "warm_pool_hit", false)) < 0 ||
-            (r = sd_bus_message_append(m, "{sv}", "snapshot_tier", "s", "cold")) < 0)
+            (r = append_bool(m, "warm_pool_hit", res->warm_pool_hit)) < 0 ||
+            (r = sd_bus_message_append(m, "{sv}", "snapshot_tier", "s", res->snapshot_tier ?: "cold")) < 0)
                 return r;
+        if (res->ports.n > 0) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "exposed_ports");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "a(sqqs)");
+                if (r >= 0)
+                        r = port_mappings_append(m, &res->ports);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        return r < 0 ? r : 0;
+}
+
+int worker_ready_parse(const uint8_t *p, size_t n, WorkerReady *ret) {
+        WorkerReady ready = {};
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        int r;
+
+        sbx_tlv_iter_init(&it, p, n);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                switch (tag) {
+                case SBX_T_BOOT_MS:
+                        r = sbx_tlv_u64(v, len, &ready.boot_ms);
+                        break;
+                case SBX_T_SETUP_MS:
+                        r = sbx_tlv_u64(v, len, &ready.setup_ms);
+                        break;
+                case SBX_T_QEMU_PID:
+                        r = sbx_tlv_u32(v, len, &ready.qemu_pid);
+                        break;
+                case SBX_T_RESTORE_MS:
+                        r = sbx_tlv_u64(v, len, &ready.restore_ms);
+                        break;
+                case SBX_T_SNAPSHOT_SAVED:
+                        r = parse_flag(v, len, &ready.saved);
+                        break;
+                case SBX_T_PORT_MAPPING:
+                        r = port_mappings_add(&ready.ports, v, len);
+                        break;
+                case SBX_T_SNAPSHOT_TIER:
+                        /* "l1" or "cold"; anything else is a broken worker. */
+                        if (len == 2 && memcmp(v, "l1", 2) == 0)
+                                ready.restored = true;
+                        else if (!(len == 4 && memcmp(v, "cold", 4) == 0))
+                                r = -EBADMSG;
+                        break;
+                default:
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        *ret = ready;
         return 0;
 }
 
@@ -164,6 +266,8 @@ const char *worker_error_name(uint32_t kind) {
                 return SBX_ERROR_VM_BOOT_TIMEOUT;
         case SBX_ERR_INVALID:
                 return SBX_ERROR_INVALID_INPUT;
+        case SBX_ERR_NETWORK:
+                return SBX_ERROR_NETWORK_UNAVAILABLE;
         default:
                 return SBX_ERROR_INTERNAL;
         }

@@ -12,6 +12,22 @@
 #include "output.h"
 #include "proto.h"
 
+/* A port of the VM exposed on the host's loopback, as the worker bound it. */
+typedef struct PortMapping {
+        bool udp;
+        uint16_t internal, external;
+} PortMapping;
+
+typedef struct PortMappings {
+        PortMapping map[SBX_EXPOSE_MAX];
+        size_t n;
+} PortMappings;
+
+/* SBX_T_PORT_MAPPING "tcp INTERNAL 127.0.0.1:EXTERNAL": adds it (once per protocol and internal port). */
+int port_mappings_add(PortMappings *m, const uint8_t *v, size_t len);
+/* Appends "a(sqqs)": protocol, internal, external, URL. */
+int port_mappings_append(sd_bus_message *m, const PortMappings *p);
+
 typedef struct RunResult {
         int32_t exit_code;
         bool timed_out, state_reset;
@@ -19,7 +35,22 @@ typedef struct RunResult {
         uint64_t exec_ms, boot_ms, setup_ms, cpu_ms, mem_peak_mb, cpu_throttled;
         char *accel;
         char *message;
+        /* Set by the broker, not the worker: */
+        bool warm_pool_hit;
+        const char *snapshot_tier; /* "warm", "l1" or "cold" (NULL) */
+        PortMappings ports;
 } RunResult;
+
+/* A worker's W_SESSION_READY. */
+typedef struct WorkerReady {
+        PortMappings ports;
+        uint64_t boot_ms, setup_ms, restore_ms;
+        uint32_t qemu_pid;
+        bool restored; /* from an L1 snapshot */
+        bool saved;    /* this VM's boot built the snapshot */
+} WorkerReady;
+
+int worker_ready_parse(const uint8_t *payload, size_t n, WorkerReady *ret);
 
 void run_result_done(RunResult *r);
 int run_result_parse(RunResult *r, const uint8_t *payload, size_t n);

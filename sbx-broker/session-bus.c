@@ -238,6 +238,17 @@ static int property_closed(sd_bus *bus, const char *path, const char *interface,
         return sd_bus_message_append(reply, "b", (int) s->closed);
 }
 
+static int property_ports(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Session *s = userdata;
+        (void) bus;
+        (void) path;
+        (void) interface;
+        (void) property;
+        (void) error;
+        return port_mappings_append(reply, &s->vm.ports);
+}
+
 static const sd_bus_vtable session_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Language", "s", property_language, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -245,6 +256,8 @@ static const sd_bus_vtable session_vtable[] = {
         SD_BUS_PROPERTY("IdleTimeoutSeconds", "u", NULL, offsetof(Session, options.idle_timeout_s),
                         SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Closed", "b", property_closed, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* protocol, port in the VM, port on the host's 127.0.0.1, URL (expose_ports) */
+        SD_BUS_PROPERTY("Ports", "a(sqqs)", property_ports, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_NAMES("Exec", "sa{sv}", SD_BUS_PARAM(code) SD_BUS_PARAM(options), "a{sv}",
                                  SD_BUS_PARAM(result), method_exec, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("WriteFile", "sha{sv}", SD_BUS_PARAM(path) SD_BUS_PARAM(fd) SD_BUS_PARAM(options),

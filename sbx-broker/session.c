@@ -357,7 +357,8 @@ static int handle_output(Session *s, const uint8_t *p, size_t n) {
 
 static void session_became_ready(Session *s) {
         s->ready = true;
-        log_info("Session %" PRIu64 " is ready (%s).", s->id, sbx_language_to_string(s->options.language));
+        log_info("Session %" PRIu64 " is ready (%s, %s).", s->id, sbx_language_to_string(s->options.language),
+                 s->vm.restored ? "restored from the L1 snapshot" : "booted");
         if (s->open_call) {
                 (void) sd_bus_reply_method_return(s->open_call, "o", s->path);
                 s->open_call = sd_bus_message_unref(s->open_call);
@@ -370,11 +371,16 @@ static void session_became_ready(Session *s) {
 static int handle_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
         Session *s = userdata;
         switch (type) {
-        case SBX_W_SESSION_READY:
+        case SBX_W_SESSION_READY: {
+                int r;
                 if (s->ready)
                         return -EBADMSG;
+                r = worker_ready_parse(p, n, &s->vm);
+                if (r < 0)
+                        return r;
                 session_became_ready(s);
                 return 0;
+        }
         case SBX_W_STATUS:
                 return 0;
         case SBX_W_OUTPUT:
@@ -438,6 +444,10 @@ static int session_send_open(Session *s) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
         for (size_t i = 0; i < s->options.n_env; i++)
                 sbx_msg_put_str(&m, SBX_T_ENV, s->options.env[i]);
+        request_put_network(&s->options, &m);
+        /* A session may start from the L1 snapshot too, unless its VM needs a NIC. */
+        if (b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options))
+                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
         r = sbx_msg_send(&m, s->worker.fd);
         sbx_msg_done(&m);
         return r;
@@ -460,11 +470,13 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                 free(s);
                 return r;
         }
-        if (b->n_active >= b->max_vms) {
+        if (!broker_make_room(b, s->options.memory_mb)) {
                 request_done(&s->options);
                 free(s);
                 return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
-                                         "All %u VM slots are busy; a session needs one of its own.", b->max_vms);
+                                         "The VM budget is in use (%u VMs, %" PRIu64 " of %" PRIu64
+                                         " MB); a session needs a VM of its own.",
+                                         b->n_active, b->mem_used_mb, b->mem_budget_mb);
         }
 
         uid = bus_sender_uid(call);
@@ -487,7 +499,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         /* A session belongs to the caller's uid, not its connection: a client may
          * reconnect (or use one connection per call, like busctl). Abandoned
          * sessions end at their idle timeout. */
-        r = worker_link_start(&s->worker, b, handle_frame, on_worker_lost, s);
+        r = worker_link_start(&s->worker, b, s->options.memory_mb, handle_frame, on_worker_lost, s);
         if (r >= 0)
                 r = session_send_open(s);
         if (r < 0)

@@ -52,6 +52,7 @@ struct Session {
 
         bool ready, closed;
         WorkerLink worker;
+        WorkerReady vm; /* what W_SESSION_READY said: boot, snapshot tier, exposed ports */
         sd_event_source *timer; /* idle timeout, then linger once closed */
 
         SessionOp *queue_head, *queue_tail, *current;

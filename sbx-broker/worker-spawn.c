@@ -119,8 +119,8 @@ static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *us
         return 0;
 }
 
-int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
-                      void *userdata) {
+int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
+                      worker_lost_handler_t on_lost, void *userdata) {
         int r;
 
         l->broker = b;
@@ -128,7 +128,9 @@ int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame,
         l->on_lost = on_lost;
         l->userdata = userdata;
         l->holds_slot = true;
+        l->charge_mb = memory_mb + SBX_VM_OVERHEAD_MB;
         b->n_active++;
+        b->mem_used_mb += l->charge_mb;
 
         r = spawn_worker(b, &l->fd, &l->pid);
         if (r < 0)
@@ -137,7 +139,18 @@ int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame,
         return sd_event_add_io(b->event, &l->io, l->fd, EPOLLIN, on_worker_io, l);
 }
 
-void worker_link_release(WorkerLink *l, bool kill_worker) {
+void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata) {
+        *dst = *src;
+        dst->on_frame = on_frame;
+        dst->on_lost = on_lost;
+        dst->userdata = userdata;
+        if (dst->io)
+                (void) sd_event_source_set_userdata(dst->io, dst);
+        worker_link_init(src);
+}
+
+static void worker_link_close(WorkerLink *l, bool kill_worker) {
         l->io = sd_event_source_disable_unref(l->io);
         l->fd = safe_close(l->fd);
         if (l->pid > 0 && kill_worker)
@@ -145,9 +158,24 @@ void worker_link_release(WorkerLink *l, bool kill_worker) {
                 (void) kill(l->pid, SIGTERM);
         l->pid = 0;
         sbx_frame_reader_done(&l->reader);
-        if (l->holds_slot) {
-                l->holds_slot = false;
-                l->broker->n_active--;
+}
+
+static bool worker_link_drop_slot(WorkerLink *l) {
+        if (!l->holds_slot)
+                return false;
+        l->holds_slot = false;
+        l->broker->n_active--;
+        l->broker->mem_used_mb -= l->charge_mb;
+        return true;
+}
+
+void worker_link_release_quiet(WorkerLink *l, bool kill_worker) {
+        worker_link_close(l, kill_worker);
+        (void) worker_link_drop_slot(l);
+}
+
+void worker_link_release(WorkerLink *l, bool kill_worker) {
+        worker_link_close(l, kill_worker);
+        if (worker_link_drop_slot(l))
                 broker_dispatch_queue(l->broker);
-        }
 }

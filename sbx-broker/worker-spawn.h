@@ -26,6 +26,7 @@ typedef struct WorkerLink {
         sd_event_source *io;
         SbxFrameReader reader;
         bool holds_slot;
+        uint32_t charge_mb; /* what the VM counts against the memory budget */
         worker_frame_handler_t on_frame;
         worker_lost_handler_t on_lost;
         void *userdata;
@@ -36,8 +37,14 @@ void worker_link_init(WorkerLink *l);
  * worker with a socketpair end as its fd 3 (the socket-activation contract);
  * with worker_socket set, a connection to sbx-vmworker.socket (Accept=yes).
  * Frames arrive once the caller has sent the first one. */
-int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
+                      worker_lost_handler_t on_lost, void *userdata);
+/* Moves a started link (a warm pool VM) to a new owner; src is left empty. */
+void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
                       void *userdata);
 /* Closes the connection (the worker stops its VM on EOF), SIGTERMs the worker
  * if asked, and gives the VM slot back. Idempotent. */
 void worker_link_release(WorkerLink *l, bool kill_worker);
+/* Like worker_link_release(), but does not start queued work with the freed
+ * budget: for callers that are about to use it themselves. */
+void worker_link_release_quiet(WorkerLink *l, bool kill_worker);

@@ -135,7 +135,7 @@ SbxAccel accel_probe(const SbxConfig *config) {
         console_init(&qemu_stderr, "probe qemu", LOG_DEBUG);
 
         uint64_t start = now_usec(CLOCK_MONOTONIC);
-        r = qemu_prepare(argv, agent[1], console[1], err[1], &images, &creds, &child);
+        r = qemu_prepare(argv, agent[1], console[1], err[1], &images, NULL, &creds, &child);
         qemu_images_close(&images);
         if (r >= 0)
                 r = qemu_release(&child, NULL, NULL, &pid);

@@ -7,7 +7,13 @@ static int broker_send(FramedConn *c, SbxMsg *m) {
         return r;
 }
 
-int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms) {
+void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mappings) {
+        for (size_t i = 0; i < n_mappings; i++)
+                sbx_msg_put_str(m, SBX_T_PORT_MAPPING, mappings[i]);
+}
+
+int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms, char *const *mappings,
+                       size_t n_mappings) {
         SbxMsg m;
 
         sbx_msg_begin(&m, SBX_W_STATUS);
@@ -16,6 +22,7 @@ int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t b
                 sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
         if (phase >= SBX_PHASE_RUNNING)
                 sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
+        broker_put_port_mappings(&m, mappings, n_mappings);
         return broker_send(c, &m);
 }
 
@@ -47,6 +54,7 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
                 sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
         if (result->have_state_reset)
                 sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
+        broker_put_port_mappings(&m, result->port_mappings, result->n_port_mappings);
         return broker_send(c, &m);
 }
 
@@ -59,7 +67,8 @@ int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message) {
         return broker_send(c, &m);
 }
 
-int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid) {
+int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid,
+                              char *const *mappings, size_t n_mappings) {
         SbxMsg m;
 
         sbx_msg_begin(&m, SBX_W_SESSION_READY);
@@ -67,6 +76,7 @@ int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms
         sbx_msg_put_u64(&m, SBX_T_SETUP_MS, setup_ms);
         sbx_msg_put_str(&m, SBX_T_ACCEL, accel);
         sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
+        broker_put_port_mappings(&m, mappings, n_mappings);
         return broker_send(c, &m);
 }
 

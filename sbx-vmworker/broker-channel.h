@@ -21,13 +21,19 @@ typedef struct RunResult {
         const char *accel;
         const char *message; /* optional */
         bool have_state_reset, state_reset; /* session execs only */
+        char *const *port_mappings; /* SBX_T_PORT_MAPPING, one each */
+        size_t n_port_mappings;
 } RunResult;
 
-int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms);
+/* mappings: the VM's exposed ports ("tcp INTERNAL 127.0.0.1:EXTERNAL"), one SBX_T_PORT_MAPPING each. */
+void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mappings);
+int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms, char *const *mappings,
+                       size_t n_mappings);
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n);
 int broker_send_result(FramedConn *c, const RunResult *result);
 int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message);
 /* Sessions. */
-int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid);
+int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid,
+                              char *const *mappings, size_t n_mappings);
 int broker_send_file_result(FramedConn *c, SbxFileStatus status, uint64_t size, const char *message);
 int broker_send_list_entry(FramedConn *c, const char *name, bool is_dir, uint64_t size);

@@ -428,7 +428,16 @@ static void vm_cgroup_close_procs(VmCgroup *cg) {
         cg->procs_open = false;
 }
 
+const char *vm_cgroup_bpf_dir(const VmCgroup *cg) {
+        if (cg->mode == CGROUP_V2)
+                return cg->dirs[CGROUP_ROLE_MEMORY];
+        if (cg->mode == CGROUP_V1)
+                return cg->dirs[CGROUP_ROLE_UNIFIED];
+        return NULL;
+}
+
 int vm_cgroup_attach(VmCgroup *cg, pid_t pid) {
+        const char *bpf_dir = vm_cgroup_bpf_dir(cg);
         char v[32];
         int ret = 0;
 
@@ -441,8 +450,11 @@ int vm_cgroup_attach(VmCgroup *cg, pid_t pid) {
                         r = write(cg->procs_fds[role], v, strlen(v)) == (ssize_t) strlen(v) ? 0 : -errno;
                 else
                         r = cgroup_write(cg->dirs[role], "cgroup.procs", v);
-                if (r < 0)
-                        ret = log_warning_errno(r, "Failed to move QEMU into %s: %m", cg->dirs[role]);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to move QEMU into %s: %m", cg->dirs[role]);
+                        if (cg->dirs[role] == bpf_dir)
+                                ret = r;
+                }
         }
         return ret;
 }

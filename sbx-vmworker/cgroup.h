@@ -57,8 +57,12 @@ typedef struct VmCgroupStats {
 void vm_cgroup_create(VmCgroup *cg, const char *parent, uint64_t run_id, uint32_t memory_mb, uint32_t vcpus);
 /* Opens every cgroup's cgroup.procs for vm_cgroup_attach(); without it, attach opens them by path. */
 void vm_cgroup_open_procs(VmCgroup *cg);
-/* Moves pid into every cgroup of the VM. */
+/* Moves pid into every cgroup of the VM. Best effort, except for the cgroup2 directory that sbx-netd's
+ * programs attach to (vm_cgroup_bpf_dir()): a failure there is returned (networked VMs fail closed). */
 int vm_cgroup_attach(VmCgroup *cg, pid_t pid);
+/* The VM's cgroup2 directory (v2: its cgroup; v1: the controller-less /sys/fs/cgroup/unified one), for
+ * cgroup BPF programs; NULL when there is none. */
+const char *vm_cgroup_bpf_dir(const VmCgroup *cg);
 /* All zero without cgroups. */
 void vm_cgroup_read_stats(const VmCgroup *cg, VmCgroupStats *ret);
 /* Kills whatever is left inside, waits until empty, removes the directories. Idempotent. */

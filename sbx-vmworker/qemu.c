@@ -88,7 +88,7 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
 
         argv_add(&b, "%s", o->binary);
         argv_add(&b, "-M");
-        argv_add(&b, "microvm,isa-serial=on");
+        argv_add(&b, "%s%s", QEMU_MACHINE, o->ram != QEMU_RAM_ANON ? ",memory-backend=mem" : "");
         if (o->accel == SBX_ACCEL_KVM) {
                 argv_add(&b, "-accel");
                 argv_add(&b, "kvm");
@@ -98,10 +98,26 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
                 argv_add(&b, "-accel");
                 argv_add(&b, "tcg,tb-size=%d", QEMU_TCG_TB_SIZE_MB);
                 argv_add(&b, "-cpu");
-                argv_add(&b, "max");
+                argv_add(&b, "%s", o->cpu ?: "max");
         }
         argv_add(&b, "-m");
         argv_add(&b, "%" PRIu32 "M", o->memory_mb);
+        /* Snapshots: guest RAM is the file on fd 9. Saving maps it shared, so the file is the RAM and
+         * the migration stream (x-ignore-shared) holds only the device state. Restoring maps it
+         * private and read-only: pages fault in lazily from the file, writes stay in this process,
+         * and the file stays pristine for the next restore. QEMU re-opens /proc/self/fd/9, which
+         * checks the file's own mode against QEMU's user (snapshot.c sets it). */
+        if (o->ram == QEMU_RAM_SHARED) {
+                argv_add(&b, "-object");
+                argv_add(&b, "memory-backend-file,id=mem,size=%" PRIu32 "M,mem-path=/proc/self/fd/%d,share=on",
+                         o->memory_mb, QEMU_RAM_FD);
+        } else if (o->ram == QEMU_RAM_PRIVATE) {
+                argv_add(&b, "-object");
+                argv_add(&b,
+                         "memory-backend-file,id=mem,size=%" PRIu32
+                         "M,mem-path=/proc/self/fd/%d,share=off,readonly=on,rom=off",
+                         o->memory_mb, QEMU_RAM_FD);
+        }
         argv_add(&b, "-smp");
         argv_add(&b, "%" PRIu32, o->vcpus);
         argv_add(&b, "-nodefaults");
@@ -148,6 +164,10 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         argv_add(&b, "virtio-blk-device,drive=root");
         argv_add(&b, "-device");
         argv_add(&b, "virtio-rng-device");
+        /* Pages the guest frees go back to the host (and, in a VM restored from a
+         * snapshot, back to the shared page cache of the RAM file). */
+        argv_add(&b, "-device");
+        argv_add(&b, "virtio-balloon-device,free-page-reporting=on");
 
         /* The agent channel: one end of a socketpair, so there is no socket file to leak. */
         argv_add(&b, "-device");
@@ -156,6 +176,42 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         argv_add(&b, "socket,id=agent,fd=%d", QEMU_AGENT_FD);
         argv_add(&b, "-device");
         argv_add(&b, "virtserialport,chardev=agent,name=%s", SBX_AGENT_PORT_NAME);
+
+        /* Networking: slirp's sockets are ordinary sockets of this process, in the VM's cgroup2
+         * directory, where sbx-netd's programs enforce the policy. Forwarded ports bind on the host's
+         * loopback only. */
+        if (o->nic) {
+                _cleanup_free_ char *netdev = NULL;
+                size_t len = 0;
+                FILE *f = open_memstream(&netdev, &len);
+                if (f) {
+                        fprintf(f, "user,id=net0,ipv6=off%s", o->nic_restrict ? ",restrict=on" : "");
+                        for (size_t i = 0; i < o->n_hostfwd; i++)
+                                fprintf(f, ",hostfwd=%s:127.0.0.1:%u-:%u", o->hostfwd[i].udp ? "udp" : "tcp",
+                                        o->hostfwd[i].host_port, o->hostfwd[i].guest_port);
+                }
+                if (!f || fclose(f) != 0)
+                        b.error = -ENOMEM;
+                argv_add(&b, "-netdev");
+                argv_add(&b, "%s", netdev ?: "");
+                argv_add(&b, "-device");
+                argv_add(&b, "virtio-net-device,netdev=net0");
+        }
+
+        if (o->qmp) {
+                argv_add(&b, "-chardev");
+                argv_add(&b, "socket,id=qmp,fd=%d", QEMU_QMP_FD);
+                argv_add(&b, "-mon");
+                argv_add(&b, "chardev=qmp,mode=control");
+        }
+        if (o->state_fdset) {
+                argv_add(&b, "-add-fd");
+                argv_add(&b, "fd=%d,set=%d,opaque=state", QEMU_STATE_FD, QEMU_STATE_FDSET);
+        }
+        if (o->incoming) {
+                argv_add(&b, "-incoming");
+                argv_add(&b, "defer");
+        }
 
         if (b.error) {
                 strv_free(b.argv);
@@ -284,7 +340,7 @@ static void fix_image_paths(char **argv) {
 
 /* Runs in the forked child: only async-signal-safe calls until exec. */
 _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
-                                  const QemuCreds *creds, int go_fd, pid_t parent) {
+                                  const QemuExtraFds *extra, const QemuCreds *creds, int go_fd, pid_t parent) {
         sigset_t none;
         char go = 0;
         ssize_t n;
@@ -297,12 +353,16 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
 
         /* While we wait (possibly a whole boot attempt), hold nothing of the worker's: not its other VM
          * channels, not the broker connection. */
-        int keep[7] = { agent_fd, console_fd, stderr_fd, go_fd }, n_keep = 4;
+        int keep[10] = { agent_fd, console_fd, stderr_fd, go_fd }, n_keep = 4;
         if (images) {
                 keep[n_keep++] = images->kernel_fd;
                 keep[n_keep++] = images->initrd_fd;
                 keep[n_keep++] = images->rootfs_fd;
         }
+        const int extra_in[3] = { extra ? extra->qmp_fd : -1, extra ? extra->ram_fd : -1, extra ? extra->state_fd : -1 };
+        for (size_t i = 0; i < 3; i++)
+                if (extra_in[i] >= 0)
+                        keep[n_keep++] = extra_in[i];
         close_all_but(keep, (size_t) n_keep);
 
         /* Wait until the worker has put us into the VM's cgroups. */
@@ -343,10 +403,21 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
             dup2(high_stderr, STDERR_FILENO) < 0 || dup2(high_agent, QEMU_AGENT_FD) < 0 ||
             dup2(high_console, QEMU_CONSOLE_FD) < 0)
                 _exit(126);
+        int high_extra[3] = { -1, -1, -1 };
+        for (size_t i = 0; i < 3; i++)
+                if (extra_in[i] >= 0 && (high_extra[i] = fcntl(extra_in[i], F_DUPFD_CLOEXEC, 20)) < 0)
+                        _exit(126);
         if (images && (dup2(high_img[0], QEMU_KERNEL_FD) < 0 || dup2(high_img[1], QEMU_INITRD_FD) < 0 ||
                        dup2(high_img[2], QEMU_ROOTFS_FD) < 0))
                 _exit(126);
         int last = images ? QEMU_ROOTFS_FD : QEMU_CONSOLE_FD;
+        for (int i = 0; i < 3; i++)
+                if (high_extra[i] >= 0) {
+                        if (dup2(high_extra[i], QEMU_QMP_FD + i) < 0)
+                                _exit(126);
+                        last = QEMU_QMP_FD + i;
+                } else
+                        (void) fcntl(QEMU_QMP_FD + i, F_SETFD, FD_CLOEXEC); /* a gap: whatever is there goes */
         /* Everything else is closed on exec. */
         if (close_range((unsigned) last + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
                 for (int fd = last + 1; fd < 4096; fd++)
@@ -371,7 +442,7 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
 }
 
 int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
-                 const QemuCreds *creds, QemuChild *ret) {
+                 const QemuExtraFds *extra, const QemuCreds *creds, QemuChild *ret) {
         _cleanup_close_pair_ int go[2] = { -EBADF, -EBADF };
         pid_t parent = getpid();
 
@@ -383,7 +454,7 @@ int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const
                 return -errno;
         if (pid == 0) {
                 go[1] = safe_close(go[1]);
-                qemu_child(argv, agent_fd, console_fd, stderr_fd, images, creds, go[0], parent);
+                qemu_child(argv, agent_fd, console_fd, stderr_fd, images, extra, creds, go[0], parent);
         }
         *ret = (QemuChild) { .pid = pid, .go_fd = TAKE_FD(go[1]) };
         return 0;
@@ -392,8 +463,13 @@ int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const
 int qemu_release(QemuChild *c, QemuAttachFunc attach, void *userdata, pid_t *ret_pid) {
         if (c->pid <= 0)
                 return -ESRCH;
-        if (attach)
-                attach(c->pid, userdata);
+        if (attach) {
+                int r = attach(c->pid, userdata);
+                if (r < 0) {
+                        qemu_discard(c);
+                        return r;
+                }
+        }
         if (write(c->go_fd, "g", 1) != 1) {
                 int r = errno > 0 ? -errno : -EIO;
                 qemu_discard(c);

@@ -20,6 +20,27 @@
 #define QEMU_INITRD_FD 6
 #define QEMU_ROOTFS_FD 7
 #define QEMU_ROOTFS_FDSET 1
+/* Snapshots (snapshot.c): the QMP socket, the guest RAM file and the migration state file. */
+#define QEMU_QMP_FD 8
+#define QEMU_RAM_FD 9
+#define QEMU_STATE_FD 10
+#define QEMU_STATE_FDSET 2
+/* -M without the memory backend (part of the snapshot key). */
+#define QEMU_MACHINE "microvm,isa-serial=on"
+#define QEMU_STATE_URI "file:/dev/fdset/2"
+
+typedef enum QemuRam {
+        QEMU_RAM_ANON,    /* -m: anonymous memory */
+        QEMU_RAM_SHARED,  /* memory-backend-file on fd 9, share=on: the guest writes the file (to save it) */
+        QEMU_RAM_PRIVATE, /* memory-backend-file on fd 9, read-only, share=off: copy-on-write (restore) */
+} QemuRam;
+
+/* A port forward from the host's 127.0.0.1:host_port to the guest's guest_port (slirp hostfwd). */
+typedef struct QemuHostfwd {
+        uint16_t host_port;
+        uint16_t guest_port;
+        bool udp;
+} QemuHostfwd;
 
 typedef struct QemuOptions {
         const char *binary;
@@ -33,7 +54,22 @@ typedef struct QemuOptions {
         const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
         bool sandbox;              /* -sandbox on,... (QEMU's own seccomp filter) */
         bool image_fds;            /* kernel, initrd and rootfs are inherited fds 5, 6, 7 (paths unused) */
+        const char *cpu;           /* -cpu, NULL: host (KVM) or max (TCG) */
+        QemuRam ram;               /* guest RAM in a file (fd 9) for snapshots */
+        bool qmp;                  /* a QMP monitor on fd 8 */
+        bool incoming;             /* -incoming defer: wait for migrate-incoming (restore) */
+        bool state_fdset;          /* fd 10 is fdset 2 (QEMU_STATE_URI), the migration state file */
+        /* A virtio-net NIC on QEMU's user-mode network (slirp), IPv4 only (docs/network.md). */
+        bool nic;
+        bool nic_restrict; /* restrict=on: slirp opens no outbound connection (only hostfwd) */
+        const QemuHostfwd *hostfwd;
+        size_t n_hostfwd;
 } QemuOptions;
+
+/* The fds of QemuOptions.qmp, .ram and .state_fdset, for qemu_prepare(); -EBADF where unused. */
+typedef struct QemuExtraFds {
+        int qmp_fd, ram_fd, state_fd;
+} QemuExtraFds;
 
 /* Who QEMU runs as. drop = false: as the worker (the worker is not root). */
 typedef struct QemuCreds {
@@ -66,15 +102,16 @@ static inline void strv_freep(char ***l) {
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
 
-/* Called in the parent with the child's pid while the child waits, before it execs QEMU. */
-typedef void (*QemuAttachFunc)(pid_t pid, void *userdata);
+/* Called in the parent with the child's pid while the child waits, before it execs QEMU. A negative
+ * return value makes qemu_release() kill the child instead and fail with it. */
+typedef int (*QemuAttachFunc)(pid_t pid, void *userdata);
 
 /* Spawning QEMU, in two steps, so that the worker can fork before it locks itself into its seccomp
  * filter and let QEMU run later (the boot retry): qemu_prepare() forks a child that closes every fd but
  * its own and waits; qemu_release() calls attach (cgroups) with its pid and lets it go on: agent_fd
  * becomes fd 3, console_fd fd 4, the images (if any) fds 5-7, stdin /dev/null, stdout and stderr
  * stderr_fd; it gets PR_SET_PDEATHSIG(SIGKILL), its own session, an empty signal mask, RLIMIT_CORE 0,
- * drops to creds (if creds->drop: groups, gid, uid, no capabilities left, bounding set empty),
+ * extra (if any) fds 8-10, drops to creds (if creds->drop: groups, gid, uid, no capabilities left, bounding set empty),
  * PR_SET_NO_NEW_PRIVS, and execs QEMU. qemu_discard() kills and reaps a child never released.
  * images and creds may be NULL. */
 typedef struct QemuChild {
@@ -83,7 +120,7 @@ typedef struct QemuChild {
 } QemuChild;
 #define QEMU_CHILD_NULL ((QemuChild) { 0, -EBADF })
 int qemu_prepare(char **argv, int agent_fd, int console_fd, int stderr_fd, const QemuImages *images,
-                 const QemuCreds *creds, QemuChild *ret);
+                 const QemuExtraFds *extra, const QemuCreds *creds, QemuChild *ret);
 int qemu_release(QemuChild *c, QemuAttachFunc attach, void *userdata, pid_t *ret_pid);
 void qemu_discard(QemuChild *c);
 

@@ -14,6 +14,9 @@ void run_request_done(RunRequest *r) {
         for (size_t i = 0; i < r->n_env; i++)
                 free(r->env[i]);
         free(r->env);
+        for (size_t i = 0; i < r->n_domains; i++)
+                free(r->domains[i]);
+        free(r->domains);
         *r = (RunRequest) {};
 }
 
@@ -53,6 +56,86 @@ static int run_request_add_env(RunRequest *r, const uint8_t *v, uint32_t n, cons
         return 0;
 }
 
+static int parse_port(const char *s, const char **ret_end, uint16_t *ret) {
+        unsigned long v = 0;
+        const char *p = s;
+
+        for (; *p >= '0' && *p <= '9' && p - s < 5; p++)
+                v = v * 10 + (unsigned long) (*p - '0');
+        if (p == s || v > 65535 || (*p >= '0' && *p <= '9') || (p - s > 1 && *s == '0'))
+                return -EINVAL;
+        *ret_end = p;
+        *ret = (uint16_t) v;
+        return 0;
+}
+
+int run_expose_parse(const char *s, RunExpose *ret) {
+        RunExpose e = {};
+        const char *p;
+
+        if (parse_port(s, &p, &e.internal) < 0 || e.internal == 0 || *p != ':')
+                return -EINVAL;
+        if (parse_port(p + 1, &p, &e.external) < 0 || *p != '/')
+                return -EINVAL;
+        if (strcmp(p + 1, "tcp") == 0)
+                e.udp = false;
+        else if (strcmp(p + 1, "udp") == 0)
+                e.udp = true;
+        else
+                return -EINVAL;
+        *ret = e;
+        return 0;
+}
+
+static int run_request_add_expose(RunRequest *r, const uint8_t *v, uint32_t n, const char **ret_reason) {
+        _cleanup_free_ char *s = NULL;
+        RunExpose e;
+        int k;
+
+        if (r->n_expose >= SBX_EXPOSE_MAX) {
+                *ret_reason = "more than 10 exposed ports";
+                return -E2BIG;
+        }
+        k = sbx_tlv_str(v, n, 32, &s);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0 || run_expose_parse(s, &e) < 0) {
+                *ret_reason = "an exposed port is not INTERNAL:EXTERNAL/tcp|udp";
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < r->n_expose; i++)
+                if (e.external != 0 && r->expose[i].external == e.external && r->expose[i].udp == e.udp) {
+                        *ret_reason = "an external port is exposed twice";
+                        return -EINVAL;
+                }
+        r->expose[r->n_expose++] = e;
+        return 0;
+}
+
+static int run_request_add_domain(RunRequest *r, const uint8_t *v, uint32_t n, const char **ret_reason) {
+        _cleanup_free_ char *s = NULL;
+        int k;
+
+        if (r->n_domains >= SBX_ALLOWED_DOMAINS_MAX) {
+                *ret_reason = "more than 256 allowed domains";
+                return -E2BIG;
+        }
+        /* "*." + a name; netd checks the pattern itself (domain_pattern_normalize()). */
+        k = sbx_tlv_str(v, n, SBX_DOMAIN_MAX + 2, &s);
+        if (k == -ENOMEM)
+                return k;
+        if (k < 0 || !*s || strpbrk(s, " \t\r\n")) {
+                *ret_reason = "an allowed domain is empty, too long or contains white space";
+                return -EINVAL;
+        }
+        char **d = reallocarray(r->domains, r->n_domains + 1, sizeof(char *));
+        if (!d)
+                return -ENOMEM;
+        r->domains = d;
+        r->domains[r->n_domains++] = TAKE_PTR(s);
+        return 0;
+}
+
 /* One parser for the three requests that carry code or VM settings; kind says which fields apply.
  * Fields that do not apply to kind are skipped like unknown tags. */
 static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
@@ -65,7 +148,7 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
                 .accel = config->accel,
         };
         bool have_run_id = false, have_code = false, have_timeout = false, have_memory = false, have_vcpus = false,
-             have_accel = false;
+             have_accel = false, have_network = false;
         SbxTlvIter it;
         uint16_t tag;
         const uint8_t *v;
@@ -79,7 +162,8 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
                 bool *seen = NULL;
 
                 if ((!want_vm && (tag == SBX_T_LANGUAGE || tag == SBX_T_MEMORY_MB || tag == SBX_T_VCPUS ||
-                                  tag == SBX_T_ACCEL)) ||
+                                  tag == SBX_T_ACCEL || tag == SBX_T_NETWORK || tag == SBX_T_ALLOWED_DOMAIN ||
+                                  tag == SBX_T_EXPOSE)) ||
                     (!want_code && (tag == SBX_T_CODE || tag == SBX_T_TIMEOUT_MS)))
                         tag = 0; /* not for this request: skipped */
 
@@ -150,6 +234,23 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
                         }
                         break;
                 }
+                case SBX_T_NETWORK: {
+                        uint8_t b = 0;
+                        seen = &have_network;
+                        k = sbx_tlv_u8(v, n, &b);
+                        if (k >= 0 && b > 1) {
+                                *ret_reason = "NETWORK is neither 0 nor 1";
+                                k = -EINVAL;
+                        }
+                        r.network = b == 1;
+                        break;
+                }
+                case SBX_T_ALLOWED_DOMAIN:
+                        k = run_request_add_domain(&r, v, n, ret_reason);
+                        break;
+                case SBX_T_EXPOSE:
+                        k = run_request_add_expose(&r, v, n, ret_reason);
+                        break;
                 default:
                         /* Unknown tags are skipped: newer brokers may add fields. */
                         break;
@@ -180,6 +281,8 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
                 *ret_reason = "memory is outside 128..65536 MiB";
         else if (r.vcpus < 1 || r.vcpus > RUN_VCPUS_MAX)
                 *ret_reason = "vCPU count is outside 1..64";
+        else if (r.n_domains > 0 && !r.network)
+                *ret_reason = "allowed domains without NETWORK";
         else
                 k = 0;
         if (k < 0)

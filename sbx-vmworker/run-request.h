@@ -3,6 +3,7 @@
 
 /* The broker's SBX_B_RUN, SBX_B_SESSION_OPEN and SBX_B_EXEC, parsed and checked. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,13 @@
 
 #define RUN_VCPUS_MAX 64u
 #define RUN_MEMORY_MAX_MB (64u * 1024u)
+
+/* One SBX_T_EXPOSE entry: "INTERNAL:EXTERNAL/tcp|udp"; external 0 = the worker picks one. */
+typedef struct RunExpose {
+        uint16_t internal;
+        uint16_t external;
+        bool udp;
+} RunExpose;
 
 typedef struct RunRequest {
         uint64_t run_id;
@@ -23,7 +31,18 @@ typedef struct RunRequest {
         uint32_t memory_mb;
         uint32_t vcpus;
         SbxAccel accel; /* SBX_ACCEL_AUTO when neither the broker nor the config chose */
+        /* Network (RUN and SESSION_OPEN; docs/network.md). */
+        bool network;   /* SBX_T_NETWORK = 1: outbound access through sbx-netd */
+        char **domains; /* SBX_T_ALLOWED_DOMAIN; none with network: full outbound access */
+        size_t n_domains;
+        RunExpose expose[SBX_EXPOSE_MAX];
+        size_t n_expose;
 } RunRequest;
+
+/* The VM gets a NIC (and a netd registration): network on, or ports exposed. */
+static inline bool run_request_wants_nic(const RunRequest *r) {
+        return r->network || r->n_expose > 0;
+}
 
 typedef enum RunRequestKind {
         RUN_REQUEST_RUN,          /* SBX_B_RUN: everything */
@@ -32,6 +51,9 @@ typedef enum RunRequestKind {
 } RunRequestKind;
 
 void run_request_done(RunRequest *r);
+
+/* Parses "INTERNAL:EXTERNAL/tcp|udp" (INTERNAL 1-65535, EXTERNAL 0-65535). Exposed for tests. */
+int run_expose_parse(const char *s, RunExpose *ret);
 
 /* Parses an SBX_B_RUN payload. Missing MEMORY_MB, VCPUS and ACCEL come from
  * config. Returns 0, -ENOMEM, or -EINVAL/-EBADMSG/-E2BIG with a

@@ -472,8 +472,115 @@ static void test_guest_file_frames(void) {
         sbx_msg_done(&m);
 }
 
+static void test_network_request(void) {
+        SbxConfig config = test_config();
+        RunRequest req;
+        RunExpose e;
+        const char *reason;
+        SbxMsg m;
+
+        CHECK(run_expose_parse("8000:0/tcp", &e) == 0 && e.internal == 8000 && e.external == 0 && !e.udp);
+        CHECK(run_expose_parse("53:5353/udp", &e) == 0 && e.internal == 53 && e.external == 5353 && e.udp);
+        CHECK(run_expose_parse("65535:65535/tcp", &e) == 0);
+        static const char *const bad[] = { "",           "8000",       "8000/tcp",   "8000:0",      "0:80/tcp",
+                                           "65536:1/tcp", "1:65536/tcp", "80:80/sctp", "-1:80/tcp",  "80:+1/tcp",
+                                           "080:1/tcp",  "80:1/tcp ",  "80:1/TCP",   "99999999999:1/tcp" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK(run_expose_parse(bad[i], &e) < 0);
+
+        /* Network on, two domains, two ports: all kept. */
+        build_run(&m, "raw", "true", 1000);
+        sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
+        sbx_msg_put_str(&m, SBX_T_ALLOWED_DOMAIN, "example.com");
+        sbx_msg_put_str(&m, SBX_T_ALLOWED_DOMAIN, "*.example.org");
+        sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
+        sbx_msg_put_str(&m, SBX_T_EXPOSE, "53:5353/udp");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(req.network && req.n_domains == 2 && strcmp(req.domains[1], "*.example.org") == 0);
+        CHECK(req.n_expose == 2 && req.expose[1].udp && req.expose[1].external == 5353);
+        CHECK(run_request_wants_nic(&req));
+        run_request_done(&req);
+        sbx_msg_done(&m);
+
+        /* Nothing: no NIC. Ports only: a NIC without network. */
+        build_run(&m, "raw", "true", 1000);
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(!req.network && !run_request_wants_nic(&req));
+        run_request_done(&req);
+        sbx_msg_done(&m);
+        build_run(&m, "raw", "true", 1000);
+        sbx_msg_put_u8(&m, SBX_T_NETWORK, 0);
+        sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(!req.network && run_request_wants_nic(&req));
+        run_request_done(&req);
+        sbx_msg_done(&m);
+
+        /* Refused: NETWORK 2, twice, domains without NETWORK, a bad port, the same external port twice,
+         * more than SBX_EXPOSE_MAX ports, a domain with white space. */
+        for (int t = 0; t < 7; t++) {
+                build_run(&m, "raw", "true", 1000);
+                switch (t) {
+                case 0:
+                        sbx_msg_put_u8(&m, SBX_T_NETWORK, 2);
+                        break;
+                case 1:
+                        sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
+                        sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
+                        break;
+                case 2:
+                        sbx_msg_put_str(&m, SBX_T_ALLOWED_DOMAIN, "example.com");
+                        break;
+                case 3:
+                        sbx_msg_put_str(&m, SBX_T_EXPOSE, "0:80/tcp");
+                        break;
+                case 4:
+                        sbx_msg_put_str(&m, SBX_T_EXPOSE, "80:9000/tcp");
+                        sbx_msg_put_str(&m, SBX_T_EXPOSE, "81:9000/tcp");
+                        break;
+                case 5:
+                        for (unsigned i = 0; i <= SBX_EXPOSE_MAX; i++)
+                                sbx_msg_put_str(&m, SBX_T_EXPOSE, "80:0/tcp");
+                        break;
+                case 6:
+                        sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
+                        sbx_msg_put_str(&m, SBX_T_ALLOWED_DOMAIN, "a.com b.com");
+                        break;
+                }
+                must(sbx_msg_finish(&m));
+                CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
+                sbx_msg_done(&m);
+        }
+
+        /* Session open takes them too; an exec skips them. */
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 7);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, "raw");
+        sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) ==
+              0);
+        CHECK(req.n_expose == 1);
+        run_request_done(&req);
+        sbx_msg_done(&m);
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 8);
+        sbx_msg_put_str(&m, SBX_T_CODE, "true");
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 1000);
+        sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
+        must(sbx_msg_finish(&m));
+        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(!req.network);
+        run_request_done(&req);
+        sbx_msg_done(&m);
+}
+
 int main(void) {
         test_run_request();
+        test_network_request();
         test_session_requests();
         test_guest_file_frames();
         test_guest_frames();

@@ -23,6 +23,7 @@
 #include "qemu.h"
 #include "seccomp-filter.h"
 #include "session.h"
+#include "snapshot.h"
 #include "text-util.h"
 #include "validate.h"
 #include "worker.h"
@@ -38,7 +39,6 @@
 #define WORKER_TIMER_ACCURACY_USEC (10u * 1000u)
 
 static void worker_start(Worker *w);
-static void worker_boot(Worker *w);
 static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata);
 static void on_broker_drain(FramedConn *c, void *userdata);
 static void on_guest_drain(FramedConn *c, void *userdata);
@@ -61,7 +61,7 @@ static void worker_close_vm_channels(Worker *w) {
 }
 
 /* Kills the prepared QEMU children that were never released and closes their channels. */
-static void worker_discard_attempts(Worker *w) {
+void worker_discard_attempts(Worker *w) {
         for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
                 qemu_discard(&w->attempts[i].child);
                 w->attempts[i].agent_fd = safe_close(w->attempts[i].agent_fd);
@@ -81,7 +81,7 @@ static void worker_drain_diagnostics(Worker *w) {
 
 /* Kills and reaps QEMU (if running) and closes its channels. Returns its wait status in *ret_status when
  * QEMU had exited on its own before we killed it, and -1 otherwise. */
-static void worker_stop_qemu(Worker *w, uint64_t wait_usec, int *ret_status) {
+void worker_stop_qemu(Worker *w, uint64_t wait_usec, int *ret_status) {
         int status = -1;
 
         w->qemu_exit = sd_event_source_disable_unref(w->qemu_exit);
@@ -144,6 +144,7 @@ void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
                   message ?: "(out of memory)");
         worker_stop_qemu(w, 0, NULL);
         worker_discard_attempts(w);
+        vm_network_release(&w->net);
         vm_cgroup_destroy(&w->cgroup);
 
         int r = broker_send_error(&w->broker, kind, message ?: "The VM worker ran out of memory.");
@@ -168,6 +169,7 @@ static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool 
 
         /* One-shot VM: it goes before the result, so a result means QEMU is gone. */
         worker_stop_qemu(w, 0, NULL);
+        vm_network_release(&w->net);
         vm_cgroup_read_stats(&w->cgroup, &stats);
         vm_cgroup_destroy(&w->cgroup);
 
@@ -187,6 +189,8 @@ static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool 
                 .stderr_truncated = w->stderr_truncated,
                 .accel = sbx_accel_to_string(w->accel),
                 .message = message,
+                .port_mappings = w->net.mappings,
+                .n_port_mappings = w->net.n_hostfwd,
         };
         log_info("Run %" PRIu64 " finished: exit %" PRIi32 "%s, boot %" PRIu64 " ms, exec %" PRIu64
                  " ms, cpu %" PRIu64 " ms, peak %" PRIu64 " MiB.",
@@ -205,6 +209,7 @@ void worker_abort(Worker *w, const char *why) {
                 return;
         log_info("%s: stopping%s.", why, w->qemu_pid > 0 ? " the VM" : "");
         worker_stop_qemu(w, 0, NULL);
+        vm_network_release(&w->net);
         vm_cgroup_destroy(&w->cgroup);
         worker_exit_loop(w);
 }
@@ -252,6 +257,9 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
         }
 
         w->boot_ms = ms_since(w->t_spawn);
+        /* Warm interpreters and snapshots: snapshot.c takes over (and discards the spares when it is done). */
+        if (w->snap && snapshot_on_hello(w->snap))
+                return;
         /* Booted: the spare QEMU for a retry is not needed. */
         worker_discard_attempts(w);
         if (w->session) {
@@ -260,7 +268,7 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
                 w->timer = sd_event_source_disable_unref(w->timer);
                 w->state = WORKER_SESSION;
                 r = broker_send_session_ready(&w->broker, w->boot_ms, w->setup_ms, sbx_accel_to_string(w->accel),
-                                              w->qemu_pid);
+                                              w->qemu_pid, w->net.mappings, w->net.n_hostfwd);
                 if (r < 0)
                         log_debug_errno(r, "Failed to send SESSION_READY: %m");
                 return;
@@ -289,7 +297,8 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
                 return;
         }
         (void) sd_event_source_set_description(w->timer, "exec-deadline");
-        (void) broker_send_status(&w->broker, SBX_PHASE_RUNNING, w->qemu_pid, w->boot_ms);
+        (void) broker_send_status(&w->broker, SBX_PHASE_RUNNING, w->qemu_pid, w->boot_ms, w->net.mappings,
+                                  w->net.n_hostfwd);
 }
 
 static void worker_on_guest_message(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
@@ -342,6 +351,10 @@ static int on_guest_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t 
         Worker *w = userdata;
         (void) c;
 
+        if (w->snap && (w->state == WORKER_WARMING || (w->state == WORKER_BOOTING && snapshot_expects_resume(w->snap)))) {
+                int r = snapshot_on_guest_frame(w->snap, type, p, n);
+                return w->state == WORKER_DONE ? 1 : r;
+        }
         if (w->state == WORKER_BOOTING) {
                 if (type != SBX_G_HELLO)
                         worker_guest_violation(w, "a message before HELLO");
@@ -373,6 +386,8 @@ static void on_guest_close(FramedConn *c, int error, void *userdata) {
         }
 
         /* EOF: QEMU closed the socket, which it only does when it exits. */
+        if (w->snap && snapshot_fallback(w->snap, "the guest channel closed"))
+                return;
         worker_stop_qemu(w, WORKER_QEMU_EXIT_WAIT_USEC, &status);
         _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
         worker_fail(w, SBX_ERR_TRANSIENT, "The guest channel closed %s (QEMU %s).%s%s Safe to retry.",
@@ -399,6 +414,16 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
                 return 0;
 
         status = si->si_code == CLD_EXITED ? W_EXITCODE(si->si_status, 0) : si->si_status;
+        if (w->snap && w->qemu_exit == s) {
+                _cleanup_free_ char *why = NULL;
+                worker_drain_diagnostics(w);
+                _cleanup_free_ char *said = console_tail(&w->qemu_stderr, 300);
+                if (asprintf(&why, "QEMU %s%s%s", qemu_describe_status(status, buf, sizeof buf),
+                             said && *said ? ": " : "", said && *said ? said : "") < 0)
+                        why = NULL;
+                if (snapshot_fallback(w->snap, why ?: "QEMU exited"))
+                        return 0;
+        }
         worker_stop_qemu(w, 0, NULL);
         _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
         _cleanup_free_ char *console = w->state == WORKER_BOOTING ? console_tail(&w->console, 512) : NULL;
@@ -423,9 +448,27 @@ static int on_console_io(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
-static void on_qemu_spawned(pid_t pid, void *userdata) {
+static int on_qemu_spawned(pid_t pid, void *userdata) {
         Worker *w = userdata;
-        (void) vm_cgroup_attach(&w->cgroup, pid);
+        int r = vm_cgroup_attach(&w->cgroup, pid);
+        /* A networked QEMU outside its cgroup2 directory would escape sbx-netd's programs: fail closed. */
+        return w->net.enabled ? r : 0;
+}
+
+static int on_netd_lost(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        (void) fd;
+        (void) revents;
+
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (w->state == WORKER_DONE)
+                return 0;
+        log_error("sbx-netd closed its connection: the VM's network policy has no resolver or proxy any more.");
+        worker_fail(w, SBX_ERR_NETWORK,
+                    "sbx-netd stopped %s; the VM was destroyed (networked VMs fail closed). Safe to retry once "
+                    "sbx-netd runs again.",
+                    w->session ? "during the session" : "during the run");
+        return 0;
 }
 
 static int on_boot_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -437,8 +480,10 @@ static int on_boot_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         log_warning("The guest did not say HELLO within %" PRIu32 " ms (attempt %u of %u). Console: %s",
                     w->config->boot_timeout_ms, w->boot_attempt, WORKER_BOOT_ATTEMPTS,
                     tail && *tail ? tail : "(empty)");
+        if (w->snap && snapshot_fallback(w->snap, "it did not come up in time"))
+                return 0;
         worker_stop_qemu(w, 0, NULL);
-        if (w->boot_attempt < WORKER_BOOT_ATTEMPTS)
+        if (w->boot_attempt < w->n_attempts)
                 worker_boot(w);
         else
                 worker_fail(w, SBX_ERR_BOOT_TIMEOUT,
@@ -459,11 +504,11 @@ static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* Starts one boot attempt: releases the QEMU prepared for it, arms the deadline. */
-static void worker_boot(Worker *w) {
+void worker_boot(Worker *w) {
         int r;
 
         w->boot_attempt++;
-        assert(w->boot_attempt >= 1 && w->boot_attempt <= WORKER_BOOT_ATTEMPTS);
+        assert(w->boot_attempt >= 1 && w->boot_attempt <= w->n_attempts && w->boot_attempt <= WORKER_ATTEMPTS_MAX);
         __typeof__(w->attempts[0]) *a = &w->attempts[w->boot_attempt - 1];
         /* A previous attempt's channel is closed by now; free it before reusing the struct. */
         if (w->guest.fd >= 0 || w->guest.out)
@@ -517,7 +562,9 @@ static void worker_boot(Worker *w) {
         (void) sd_event_source_set_description(w->timer, "boot-deadline");
 
         w->state = WORKER_BOOTING;
-        (void) broker_send_status(&w->broker, SBX_PHASE_BOOTING, w->qemu_pid, 0);
+        (void) broker_send_status(&w->broker, SBX_PHASE_BOOTING, w->qemu_pid, 0, NULL, 0);
+        if (w->snap)
+                snapshot_on_released(w->snap);
 }
 
 /* Forks the QEMU of every boot attempt, each waiting for worker_boot() (see qemu_prepare()). QEMU
@@ -533,7 +580,7 @@ static const char *worker_prepare_attempts(Worker *w) {
                 snprintf(buf, sizeof buf, "The guest image %s is not readable: %s", failed ?: "?", strerror(-r));
                 return buf;
         }
-        for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
+        for (size_t i = 0; i < w->n_attempts; i++) {
                 _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
                                          err[2] = { -EBADF, -EBADF };
 
@@ -543,8 +590,11 @@ static const char *worker_prepare_attempts(Worker *w) {
                         qemu_images_close(&images);
                         return buf;
                 }
-                r = qemu_prepare(w->qemu_argv, agent[1], console[1], err[1], &images, &w->qemu_creds,
-                                 &w->attempts[i].child);
+                char **argv = w->snap ? snapshot_attempt_argv(w->snap, (unsigned) i) : NULL;
+                QemuExtraFds extra;
+                bool have_extra = w->snap && snapshot_attempt_fds(w->snap, (unsigned) i, &extra);
+                r = qemu_prepare(argv ?: w->qemu_argv, agent[1], console[1], err[1], &images,
+                                 have_extra ? &extra : NULL, &w->qemu_creds, &w->attempts[i].child);
                 if (r < 0) {
                         snprintf(buf, sizeof buf, "Failed to start QEMU: %s", strerror(-r));
                         qemu_images_close(&images);
@@ -556,6 +606,8 @@ static const char *worker_prepare_attempts(Worker *w) {
         }
         /* The children hold them now. */
         qemu_images_close(&images);
+        if (w->snap)
+                snapshot_after_prepare(w->snap);
         return NULL;
 }
 
@@ -579,11 +631,18 @@ static void worker_start(Worker *w) {
 
         w->accel = accel_resolve(w->req.accel, w->config);
         if (w->accel == SBX_ACCEL_TCG) {
-                r = host_tsc_khz(&tsc_khz);
+                r = w->snap ? snapshot_host_tsc_khz(w->snap, &tsc_khz) : host_tsc_khz(&tsc_khz);
                 if (r < 0)
                         log_debug_errno(r, "Cannot tell the host's TSC frequency, the guest calibrates it: %m");
                 else
                         log_debug("Host TSC: %" PRIu32 " kHz.", tsc_khz);
+        }
+
+        char net_error[512];
+        r = vm_network_pick_ports(&w->net, &w->req, net_error, sizeof net_error);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_NETWORK, "%s", net_error);
+                return;
         }
 
         QemuOptions o = {
@@ -599,6 +658,7 @@ static void worker_start(Worker *w) {
                 .sandbox = true,
                 .image_fds = true,
         };
+        vm_network_qemu_options(&w->net, &o);
         r = qemu_build_argv(&o, &w->qemu_argv);
         if (r < 0) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Failed to build the QEMU command line: %s", strerror(-r));
@@ -620,7 +680,21 @@ static void worker_start(Worker *w) {
         vm_cgroup_create(&w->cgroup, w->config->cgroup_parent, w->req.run_id, w->req.memory_mb, w->req.vcpus);
 
         vm_cgroup_open_procs(&w->cgroup);
+
+        /* Before the seccomp filter (no connect() after it) and before QEMU exists. */
+        r = vm_network_register(&w->net, &w->req, vm_cgroup_bpf_dir(&w->cgroup), w->config->netd_socket, net_error,
+                                sizeof net_error);
+        if (r >= 0)
+                r = vm_network_watch(&w->net, w->event, on_netd_lost, w);
+        if (r < 0) {
+                worker_fail(w, SBX_ERR_NETWORK, "%s", net_error);
+                return;
+        }
+
         (void) qemu_resolve_creds(&w->qemu_creds);
+        w->n_attempts = WORKER_BOOT_ATTEMPTS;
+        if (w->snap)
+                snapshot_plan(w->snap, &o);
         problem = worker_prepare_attempts(w);
         if (problem) {
                 worker_fail(w, SBX_ERR_INTERNAL, "%s", problem);
@@ -662,6 +736,21 @@ static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t
                         return 1;
                 }
                 w->have_request = true;
+                bool snap = false, warm = false;
+                if (snapshot_request_parse(p, n, &snap, &warm) < 0) {
+                        worker_fail(w, SBX_ERR_INVALID, "Invalid session request: malformed SNAPSHOT or WARM.");
+                        return 1;
+                }
+                if (snap && run_request_wants_nic(&w->req)) {
+                        worker_fail(w, SBX_ERR_INVALID,
+                                    "Invalid session request: a VM with a network or exposed ports is never restored "
+                                    "from or saved to an L1 snapshot.");
+                        return 1;
+                }
+                if ((snap || warm) && snapshot_new(w, snap, warm, &w->snap) < 0) {
+                        worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
+                        return 1;
+                }
                 r = session_new(w, &w->session);
                 if (r < 0) {
                         worker_fail(w, SBX_ERR_INTERNAL, "Failed to set up the session: %s", strerror(-r));
@@ -748,6 +837,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         log_info("Got SIG%s: stopping.", sigabbrev_np((int) si->ssi_signo) ?: "?");
         /* Tell the broker if it is still listening; it may well be the one that sent the signal. */
         worker_stop_qemu(w, 0, NULL);
+        vm_network_release(&w->net);
         vm_cgroup_destroy(&w->cgroup);
         if (broker_send_error(&w->broker, SBX_ERR_TRANSIENT, "The VM worker was stopped by a signal.") >= 0)
                 (void) framed_conn_flush(&w->broker, 1000000u);
@@ -768,6 +858,7 @@ int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker *
         w->config = config;
         w->console_fd = w->qemu_stderr_fd = -EBADF;
         w->guest.fd = -EBADF;
+        w->net = (VmNetwork) VM_NETWORK_NULL;
         for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
                 w->attempts[i].child = QEMU_CHILD_NULL;
                 w->attempts[i].agent_fd = w->attempts[i].console_fd = w->attempts[i].stderr_fd = -EBADF;
@@ -799,8 +890,10 @@ Worker *worker_free(Worker *w) {
         /* Every exit path ends here: nothing of the VM may outlive the worker. */
         worker_stop_qemu(w, 0, NULL);
         worker_discard_attempts(w);
+        vm_network_release(&w->net);
         vm_cgroup_destroy(&w->cgroup);
         w->session = session_free(w->session);
+        w->snap = snapshot_free(w->snap);
         if (w->guest.fd >= 0 || w->guest.out)
                 framed_conn_close(&w->guest);
         framed_conn_close(&w->broker);

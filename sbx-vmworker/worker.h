@@ -23,6 +23,7 @@
 #include "config.h"
 #include "console.h"
 #include "framed-conn.h"
+#include "network.h"
 #include "qemu.h"
 #include "run-request.h"
 
@@ -31,16 +32,20 @@
 /* The host deadline is the code timeout plus this (the guest enforces the timeout itself). */
 #define WORKER_TIMEOUT_GRACE_USEC (3u * 1000000u)
 #define WORKER_BOOT_ATTEMPTS 2u
+/* L1 snapshots use up to three: build, restore, cold (snapshot.h). */
+#define WORKER_ATTEMPTS_MAX 3u
 
 typedef enum WorkerState {
         WORKER_WAITING_RUN,
         WORKER_BOOTING,
         WORKER_RUNNING,
+        WORKER_WARMING, /* session: the interpreter starts before READY (snapshot.c) */
         WORKER_SESSION, /* booted; session.c serves the broker's requests */
         WORKER_DONE,
 } WorkerState;
 
 typedef struct Session Session;
+typedef struct Snapshot Snapshot;
 
 typedef struct Worker {
         sd_event *event;
@@ -53,18 +58,20 @@ typedef struct Worker {
         RunRequest req; /* B_RUN, or B_SESSION_OPEN (no code, no timeout) */
         bool have_request;
         Session *session; /* session mode, from B_SESSION_OPEN on */
+        Snapshot *snap;   /* B_SESSION_OPEN with SNAPSHOT or WARM (snapshot.c) */
         SbxAccel accel;
         VmCgroup cgroup;
+        VmNetwork net; /* NETWORK or EXPOSE: the NIC and the sbx-netd registration */
         char **qemu_argv;
 
         /* The current QEMU and its channels. */
-        unsigned boot_attempt;
+        unsigned boot_attempt, n_attempts;
         /* Every boot attempt's QEMU is forked before the seccomp filter is loaded (the worker cannot
          * fork after that) and waits until worker_boot() releases it; unused ones are discarded. */
         struct {
                 QemuChild child;
                 int agent_fd, console_fd, stderr_fd; /* the worker's ends */
-        } attempts[WORKER_BOOT_ATTEMPTS];
+        } attempts[WORKER_ATTEMPTS_MAX];
         QemuCreds qemu_creds;
         pid_t qemu_pid;
         sd_event_source *qemu_exit;
@@ -97,6 +104,15 @@ void worker_guest_violation(Worker *w, const char *reason);
 /* W_OUTPUT within the caps (stdout_sent, stderr_sent, *_truncated count per exec). */
 struct GuestOutput;
 void worker_forward_output(Worker *w, const struct GuestOutput *o);
+/* ---- for snapshot.c ---- */
+
+/* Starts boot attempt boot_attempt + 1 (releases its prepared QEMU, arms the deadline). */
+void worker_boot(Worker *w);
+/* Kills and reaps QEMU, closes its channels (see worker.c). */
+void worker_stop_qemu(Worker *w, uint64_t wait_usec, int *ret_status);
+/* Kills the prepared QEMU children that were never released. */
+void worker_discard_attempts(Worker *w);
+
 /* "execution timed out after N s", or NULL on OOM. */
 char *worker_timeout_message(uint32_t timeout_ms);
 uint64_t ms_since(uint64_t t);

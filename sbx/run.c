@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "proto.h"
 #include "run.h"
+#include "network.h"
 #include "transfer.h"
 
 #define MAX_SOURCES 64
@@ -39,6 +40,8 @@ typedef struct RunOptions {
         char **env;
         size_t n_env;
         bool json, quiet;
+        bool cold; /* --cold: no warm pool VM, no snapshot */
+        SbxNetworkOptions net;
 } RunOptions;
 
 static const char *language_from_path(const char *path) {
@@ -131,10 +134,14 @@ static int build_request(sd_bus *bus, const RunOptions *o, const Source *s, int 
                                   "timeout_seconds", "u", o->timeout_s);
         if (r >= 0 && o->memory_mb)
                 r = sd_bus_message_append(m, "{sv}", "memory_mb", "u", o->memory_mb);
+        if (r >= 0 && o->cold)
+                r = sd_bus_message_append(m, "{sv}{sv}", "warm_pool", "b", 0, "snapshot", "b", 0);
         if (r >= 0 && out_fd >= 0)
                 r = sd_bus_message_append(m, "{sv}{sv}", "stdout_fd", "h", out_fd, "stderr_fd", "h", err_fd);
         if (r >= 0)
                 r = sbx_append_env(m, o->env, o->n_env);
+        if (r >= 0)
+                r = sbx_append_network(m, &o->net);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)
@@ -181,7 +188,10 @@ static int exit_status_of(int32_t code) {
 
 static void print_summary(sd_bus_message *reply, const char *prefix) {
         int32_t code = result_exit_code(reply);
-        char boot[64] = "", total[64] = "";
+        char boot[64] = "", total[64] = "", tier[32] = "";
+        const char *t = result_str(reply, "snapshot_tier");
+        if (t && strcmp(t, "cold") != 0)
+                snprintf(tier, sizeof tier, " · %s", strcmp(t, "warm") == 0 ? "warm pool" : "L1 snapshot");
         /* A session's Exec has no boot of its own (and reports 0 for it and for the total). */
         if (result_u64(reply, "timing_boot_ms") > 0)
                 snprintf(boot, sizeof boot, " · boot %llu ms",
@@ -189,7 +199,7 @@ static void print_summary(sd_bus_message *reply, const char *prefix) {
         if (result_u64(reply, "timing_total_ms") > 0)
                 snprintf(total, sizeof total, " · total %llu ms",
                          (unsigned long long) result_u64(reply, "timing_total_ms"));
-        fprintf(stderr, "%ssbx: exit %d%s · exec %llu ms%s · %s%s%s%s\n", prefix, code, boot,
+        fprintf(stderr, "%ssbx: exit %d%s%s · exec %llu ms%s · %s%s%s%s\n", prefix, code, tier, boot,
                 (unsigned long long) result_u64(reply, "execution_time_ms"), total, result_str(reply, "accel") ?: "?",
                 result_bool(reply, "stdout_truncated") ? " · stdout truncated" : "",
                 result_bool(reply, "stderr_truncated") ? " · stderr truncated" : "",
@@ -439,6 +449,7 @@ static int run_in_session(sd_bus *bus, const RunOptions *o, Source *s, const Tra
                 .memory_mb = o->memory_mb,
                 .env = o->env,
                 .n_env = o->n_env,
+                .net = &o->net,
         };
         _cleanup_free_ char *session = NULL;
         const char *path;
@@ -531,6 +542,9 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 { "env", required_argument, NULL, 'e' },      { "json", no_argument, NULL, 'J' },
                 { "quiet", no_argument, NULL, 'q' },          { "help", no_argument, NULL, 'h' },
                 { "upload", required_argument, NULL, 'U' },   { "download", required_argument, NULL, 'D' },
+                { "cold", no_argument, NULL, 'C' },
+                { "network", no_argument, NULL, 'N' },     { "allow-domain", required_argument, NULL, 'W' },
+                { "expose", required_argument, NULL, 'X' },
                 {},
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -574,13 +588,27 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 case 'q':
                         o.quiet = true;
                         break;
+                case 'C':
+                        o.cold = true;
+                        break;
+                case 'N':
+                        o.net.network = true;
+                        break;
+                case 'W':
+                        if (sbx_network_add_domain(&o.net, optarg) < 0)
+                                return 2;
+                        break;
+                case 'X':
+                        if (sbx_network_add_expose(&o.net, optarg) < 0)
+                                return 2;
+                        break;
                 case 'U':
                 case 'D':
                         if (transfers_add(c == 'U' ? &uploads : &downloads, optarg, c == 'U') < 0)
                                 return 2;
                         break;
                 case 'h':
-                        printf("Usage: sbx run [-l LANG] [-t SECONDS] [-m MB] [-e KEY=VALUE]... [--json] [-q]\n"
+                        printf("Usage: sbx run [-l LANG] [-t SECONDS] [-m MB] [-e KEY=VALUE]... [--json] [-q] [--cold]\n"
                                "               [--upload LOCAL[:GUEST]]... [--download GUEST[:LOCAL]]...\n"
                                "               [-c CODE]... [SOURCE...]\n"
                                "--upload and --download split on the last colon (a trailing colon takes the\n"
@@ -621,6 +649,12 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 status = 2;
                 goto finish;
         }
+        if (o.net.n_expose > 0 && n > 1) {
+                fprintf(stderr, "sbx run: --expose takes exactly one source (each source is its own VM), got %zu\n",
+                        n);
+                status = 2;
+                goto finish;
+        }
         for (size_t i = 0; i < uploads.n; i++)
                 if (strcmp(uploads.first[i], "-") == 0 && optind < argc && strcmp(argv[optind], "-") == 0) {
                         fprintf(stderr, "sbx run: stdin cannot be both the code and an upload\n");
@@ -636,6 +670,7 @@ int sbx_run(SbxBusKind kind, const char *address, int argc, char **argv) {
                 status = 1;
                 goto finish;
         }
+        sbx_network_announce(&o.net);
         if (uploads.n > 0 || downloads.n > 0)
                 status = run_in_session(bus, &o, &src[0], &uploads, &downloads);
         else

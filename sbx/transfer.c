@@ -11,6 +11,7 @@
 #include "bus-names.h"
 #include "bus-util.h"
 #include "macro.h"
+#include "network.h"
 #include "transfer.h"
 
 int sbx_call_sync(void *userdata, sd_bus_message *m, uint64_t usec, sd_bus_message **ret_reply,
@@ -93,6 +94,8 @@ int sbx_open_session_message(sd_bus *bus, const SessionOptions *o, sd_bus_messag
                 r = sd_bus_message_append(m, "{sv}", "idle_timeout_seconds", "u", o->idle_timeout_s);
         if (r >= 0)
                 r = sbx_append_env(m, o->env, o->n_env);
+        if (r >= 0 && o->net)
+                r = sbx_append_network(m, o->net);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)

@@ -20,6 +20,7 @@ typedef struct SessionOptions {
         uint32_t idle_timeout_s; /* 0: the broker's default */
         char **env;              /* "KEY=VALUE" */
         size_t n_env;
+        const struct SbxNetworkOptions *net; /* NULL: no network, no exposed ports */
 } SessionOptions;
 
 /* Performs one method call (sd_bus_call, or a loop that also watches signals). */

@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cache.h"
 #include "bus-names.h"
 #include "bus-util.h"
 #include "macro.h"
+#include "pool.h"
 #include "sessions.h"
 
 static void help(void) {
@@ -23,7 +25,11 @@ static void help(void) {
                "                                     warm Exec latency on one session per language\n"
                "  sessions [--json]                  sessions (open, and closed ones for a while): object path,\n"
                "                                     language, uid, execs, age, state, owner\n"
-               "  close PATH|ID                      close a session (its owner or root)\n");
+               "  close PATH|ID                      close a session (its owner or root)\n"
+               "  pool [--json]                      the warm pool: target, ready and starting VMs per language\n"
+               "  pool set LANG=N...                 resize the warm pool (root or admin_group)\n"
+               "  cache ls [--json]                  L1 memory snapshots: key, language, size, last use\n"
+               "  cache purge [KEY-PREFIX...]        remove L1 snapshots (all, or the given ones)\n");
 }
 
 static int cmd_status(sd_bus *bus, int argc, char **argv) {
@@ -125,6 +131,9 @@ int main(int argc, char *argv[]) {
                 help();
                 return 2;
         }
+        /* The snapshot cache is a directory, not a bus service. */
+        if (strcmp(argv[optind], "cache") == 0)
+                return sbxctl_cache(argc - optind, argv + optind);
         r = sbx_bus_connect(kind, address, &bus);
         if (r < 0) {
                 fprintf(stderr, "sbxctl: cannot connect to the bus: %s\n", strerror(-r));
@@ -140,6 +149,8 @@ int main(int argc, char *argv[]) {
                 return sbxctl_bench(bus, sub_argc, sub_argv);
         if (strcmp(cmd, "sessions") == 0)
                 return sbxctl_sessions(bus, sub_argc, sub_argv);
+        if (strcmp(cmd, "pool") == 0)
+                return sbxctl_pool(bus, sub_argc, sub_argv);
         if (strcmp(cmd, "close") == 0)
                 return sbxctl_close(bus, sub_argc, sub_argv);
         fprintf(stderr, "sbxctl: unknown command '%s' (try --help)\n", cmd);

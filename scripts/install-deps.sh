@@ -17,6 +17,7 @@ BOOKWORM_PKGS=(
     cpio erofs-utils debootstrap zstd lz4 xz-utils
     bc bison flex libelf-dev libssl-dev kmod
     jq socat tmux procps iproute2 util-linux bsdutils python3
+    curl openssl
 )
 BACKPORTS_PKGS=(
     qemu-system-x86 qemu-utils meson libbpf-dev bpftool linux-source-6.12

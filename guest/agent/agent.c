@@ -111,6 +111,43 @@ static int handle_ping(Agent *a, const uint8_t *payload, size_t len) {
         return send_simple(a->port_fd, &m);
 }
 
+/* SBX_H_RESUME: this VM was just restored from a memory snapshot (docs/snapshots.md), so its clock
+ * is the snapshot's and its RNG state is shared with every other VM restored from it. Set the clock
+ * from the host and mix the host's seed into the kernel RNG with a forced reseed (RNDADDENTROPY +
+ * RNDRESEEDCRNG, exec_apply_host_state()), then answer RESUMED. The host sends no code before the
+ * answer, so no user code runs on the old state. */
+static int handle_resume(Agent *a, const uint8_t *payload, size_t len) {
+        ExecRequest req = { .language = SBX_LANG_INVALID };
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t n;
+        SbxMsg m;
+        int r;
+
+        sbx_tlv_iter_init(&it, payload, len);
+        while ((r = sbx_tlv_next(&it, &tag, &v, &n)) > 0) {
+                if (tag == SBX_T_CLOCK_NS && sbx_tlv_u64(v, n, &req.clock_ns) >= 0)
+                        req.have_clock = true;
+                else if (tag == SBX_T_SEED) {
+                        req.seed = v;
+                        req.seed_len = MIN((size_t) n, (size_t) 512u);
+                }
+        }
+        if (r < 0 || !req.have_clock || req.seed_len < 16) {
+                log_warning("Malformed RESUME from the host.");
+                sbx_msg_begin(&m, SBX_G_ERROR);
+                sbx_msg_put_str(&m, SBX_T_MESSAGE, "malformed RESUME (needs CLOCK_NS and a SEED of 16+ bytes)");
+                return send_simple(a->port_fd, &m);
+        }
+        exec_apply_host_state(&req);
+        log_debug("resumed: clock set, RNG reseeded with %zu host bytes", req.seed_len);
+
+        sbx_msg_begin(&m, SBX_G_RESUMED);
+        sbx_msg_put_u64(&m, SBX_T_UPTIME_MS, now_usec(CLOCK_BOOTTIME) / 1000u);
+        return send_simple(a->port_fd, &m);
+}
+
 /* Hands the code to the language's persistent interpreter, starting it if needed. */
 static int start_session(Agent *a, const ExecRequest *req, char *msg, size_t msg_size) {
         Exec *e = &a->exec;
@@ -202,6 +239,8 @@ static int handle_frame(Agent *a, uint8_t type, const uint8_t *payload, size_t l
                 return start_exec(a, payload, len);
         case SBX_H_PING:
                 return handle_ping(a, payload, len);
+        case SBX_H_RESUME:
+                return handle_resume(a, payload, len);
         case SBX_H_CANCEL:
                 log_debug("cancel requested");
                 kill_exec(a);

@@ -358,14 +358,9 @@ int files_read(int port_fd, const uint8_t *payload, size_t len, bool busy) {
         return send_result(port_fd, SBX_FILE_OK, sent, NULL);
 }
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
 int files_list(int port_fd, const uint8_t *payload, size_t len, bool busy) {
         char path[SBX_PATH_MAX + 1], msg[256];
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_closedir_ DIR *d = NULL;
         SbxFileStatus st;
         struct dirent *de;
         uint64_t count = 0;

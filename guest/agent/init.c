@@ -20,11 +20,7 @@
 #include "init.h"
 #include "log.h"
 #include "macro.h"
-
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
+#include "net.h"
 
 static int mount_one(const char *what, const char *where, const char *type, unsigned long flags, const char *data) {
         if (mount(what, where, type, flags, data) < 0)
@@ -322,6 +318,8 @@ static void setup_swap(void) {
 
 void guest_late_setup(void) {
         (void) bring_up_lo();
+        /* Only with a NIC (a networked or port-exposing VM); failures are logged and leave it down. */
+        (void) guest_setup_network();
         setup_swap();
 }
 
@@ -329,7 +327,7 @@ int guest_open_port(const char *name, uint64_t timeout_usec) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
 
         for (;;) {
-                _cleanup_(closedirp) DIR *d = opendir("/sys/class/virtio-ports");
+                _cleanup_closedir_ DIR *d = opendir("/sys/class/virtio-ports");
                 struct dirent *de;
 
                 while (d && (de = readdir(d))) {

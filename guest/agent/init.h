@@ -24,7 +24,8 @@ int guest_early_setup(GuestOptions *ret);
 /* erofs + tmpfs overlay, switch root, then the final mounts and hostname. */
 int guest_setup_root(void);
 /* What user code needs but HELLO need not wait for (together ~45 ms under
- * TCG): lo up, and zram swap (best effort, silent when zram0 is missing). */
+ * TCG): lo up, eth0 when the VM has a NIC (net.c), and zram swap (best effort, silent when zram0 is
+ * missing). */
 void guest_late_setup(void);
 
 /* Finds the virtio-serial port named `name` and opens it, waiting up to timeout_usec for it to appear. */

@@ -127,9 +127,34 @@ static void session_destroy(Session *s) {
         session_reset(s);
 }
 
+/* The exec's env as NUL-separated KEY=VALUE entries, for the driver to set
+ * before the code runs: a running interpreter (a session's, or a warm pool
+ * VM's started before the request existed) does not have it yet. */
+static int write_env_file(const Session *s, const ExecRequest *req, char *path, size_t path_size) {
+        static const char *const names[_SBX_LANG_MAX] = {
+                [SBX_LANG_PYTHON] = "python",
+                [SBX_LANG_JAVASCRIPT] = "javascript",
+                [SBX_LANG_RAW] = "raw",
+        };
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        snprintf(path, path_size, SBX_GUEST_RUNDIR "/session-env.%s", names[s->language]);
+        (void) unlink(path);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        for (size_t i = 0; i < req->n_env; i++) {
+                r = loop_write(fd, req->env[i], strlen(req->env[i]) + 1);
+                if (r < 0)
+                        return r;
+        }
+        return RET_NERRNO(fchmod(fd, 0644));
+}
+
 int session_submit(Session *s, const ExecRequest *req, const char *code_path, bool *ret_fresh, char *reason,
                    size_t reason_size) {
-        char line[128];
+        char line[192], env_path[64] = "";
         int n, r;
 
         *ret_fresh = false;
@@ -149,7 +174,16 @@ int session_submit(Session *s, const ExecRequest *req, const char *code_path, bo
                         ;
                 s->done_len = 0;
 
-                n = snprintf(line, sizeof line, "%s\n", code_path);
+                if (req->n_env > 0 && !*env_path) {
+                        r = write_env_file(s, req, env_path, sizeof env_path);
+                        if (r < 0) {
+                                snprintf(reason, reason_size, "cannot write the exec's environment: %s",
+                                         strerror(-r));
+                                return r;
+                        }
+                }
+                /* "CODE_PATH[\tENV_PATH]\n" */
+                n = snprintf(line, sizeof line, "%s%s%s\n", code_path, *env_path ? "\t" : "", env_path);
                 if (write(s->req_fd, line, (size_t) n) == n)
                         return 0;
                 r = -errno;

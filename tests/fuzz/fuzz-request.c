@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const keys[] = {
         "code", "language", "timeout_seconds", "memory_mb", "env", "stdout_fd", "stderr_fd", "idle_timeout_seconds",
-        "colour",
+        "warm_pool", "snapshot", "allow_network", "allowed_domains", "expose_ports", "colour",
 };
 
 /* Takes the next NUL-terminated string (or the rest) from the input. */
@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint8_t data_first = size > 0 ? data[0] : 0;
         request_init(&req, 256);
         while (size >= 2 && r >= 0) {
-                uint8_t op = data[0] % 4;
+                uint8_t op = data[0] % 6;
                 const char *key = keys[data[1] % (sizeof keys / sizeof keys[0])];
                 data += 2;
                 size -= 2;
@@ -63,6 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         break;
                 case 3:
                         r = request_apply_fd(&req, key, STDERR_FILENO, &error);
+                        break;
+                case 4:
+                        r = request_apply_bool(&req, key, b[0] & 1, &error);
+                        break;
+                case 5:
+                        r = request_apply_string_item(&req, key, b, &error);
                         break;
                 }
                 /* Every refusal is a typed error with a message. */

@@ -41,6 +41,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         r = sbx_validate_env_value(s, &reason);
         FUZZ_CHECK(r == 0 || reason);
 
+        /* Domain patterns: accepted ones are canonical and accepted again unchanged. */
+        char dom[SBX_DOMAIN_MAX + 1], dom2[SBX_DOMAIN_MAX + 1];
+        if (sbx_validate_domain_pattern(s, dom, &reason) == 0) {
+                FUZZ_CHECK(strlen(dom) <= SBX_DOMAIN_MAX);
+                FUZZ_CHECK(sbx_validate_domain_pattern(dom, dom2, &reason) == 0 && strcmp(dom, dom2) == 0);
+        } else
+                FUZZ_CHECK(reason != NULL);
+        /* Port mappings: the canonical form parses back to the same mapping. */
+        SbxExpose ex, ex2;
+        if (sbx_parse_expose(s, &ex, &reason) == 0) {
+                char buf[32];
+                FUZZ_CHECK(ex.internal > 0);
+                sbx_expose_format(&ex, buf, sizeof buf);
+                if (ex.external > 0)
+                        FUZZ_CHECK(sbx_parse_expose(buf, &ex2, &reason) == 0 && ex2.internal == ex.internal &&
+                                   ex2.external == ex.external && ex2.udp == ex.udp);
+        }
+
         /* As an env entry "NAME=VALUE". */
         char *eq = strchr(s, '=');
         if (eq) {

@@ -28,6 +28,7 @@ args=(
         -max_total_time="$seconds"
         -timeout=10
         -rss_limit_mb=2048
+        -error_exitcode=1
         -max_len=140000
         -print_final_stats=1
         -artifact_prefix="$work/"

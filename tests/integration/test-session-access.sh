@@ -51,6 +51,14 @@ as_admin busctl --address="$SYS" call "${B[@]}" CloseSession o "$s2" >/dev/null 
 check "  with the group it closes another user's session" \
     [ "$(busctl --address="$SYS" get-property org.sbx.Broker1 "$s2" org.sbx.Session1 Closed | awk '{print $2}')" = true ]
 
+# Resizing the warm pool is administration too.
+SYSTEMD_LOG_LEVEL=debug nobody busctl --address="$SYS" call "${B[@]}" SetPoolSize su python 1 >/dev/null 2>"$TMP/e"
+check "an unprivileged user's SetPoolSize → AccessDenied" grep -q "error-name=org.sbx.Error.AccessDenied " "$TMP/e"
+n=$(nobody busctl --address="$SYS" --json=short call "${B[@]}" GetPool | jq '[.data[0][] | select(.[1] > 0)] | length')
+check "  the pool is unchanged, and GetPool is open to everybody" [ "$n" = 0 ]
+as_admin busctl --address="$SYS" call "${B[@]}" SetPoolSize su raw 0 >/dev/null 2>"$TMP/e"
+check "  a member of admin_group may resize it" [ $? -eq 0 ]
+
 stop_bus
 check_no_leaks "sessions on the system-like bus"
 finish

@@ -3,7 +3,12 @@
  * does, for tests and debugging.
  *
  *   sbx-worker-client [--worker PATH] [--lang L] [--timeout S] [--memory MB]
- *                     [--vcpus N] [--accel A] [--env K=V]... [--run-id N] CODE|-
+ *                     [--vcpus N] [--accel A] [--env K=V]... [--run-id N]
+ *                     [--network] [--allow-domain D]... [--expose INT[:EXT][/tcp|udp]]... CODE|-
+ *
+ * --network, --allow-domain and --expose (runs and sessions) send SBX_T_NETWORK = 1,
+ * SBX_T_ALLOWED_DOMAIN and SBX_T_EXPOSE ("INT:EXT/proto", EXT 0 when omitted); the
+ * worker's SBX_T_PORT_MAPPING values print as port_mapping='tcp INT 127.0.0.1:EXT'.
  *
  * Forks the worker with a socketpair as fd 3 (LISTEN_FDS=1, LISTEN_PID set
  * in the child), sends SBX_B_RUN, copies SBX_W_OUTPUT to our stdout/stderr
@@ -27,6 +32,9 @@
  *   sleep SECONDS
  *   close                     SBX_B_CLOSE, then wait for the worker to exit
  * and prints to stderr "session_ready ...", "result ... state_reset=N",
+ * With --snapshot (SBX_T_SNAPSHOT = 1: restore or build the L1 snapshot) and --warm (SBX_T_WARM),
+ * session_ready also shows warm=, tier=, restore_ms=, saved=, note=. --timing prints
+ * "timing ready_ms=X" and "timing first_output_ms=X", measured from the worker's spawn.
  * "file_result status=N size=N [message=...]". Exit status: 0 when the
  * script ran to its end, 1 after an error frame, 2 as above. */
 #include <errno.h>
@@ -42,6 +50,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -62,13 +71,24 @@ typedef struct Options {
         char *code;
         size_t code_len;
         bool session;
+        bool snapshot, warm; /* session: SBX_T_SNAPSHOT, SBX_T_WARM */
+        bool network;        /* SBX_T_NETWORK = 1 */
+        char **domains;      /* SBX_T_ALLOWED_DOMAIN */
+        size_t n_domains;
+        char **expose; /* SBX_T_EXPOSE, normalized to "INT:EXT/proto" */
+        size_t n_expose;
         const char *script;
 } Options;
+
+/* --timing: milliseconds since B_SESSION_OPEN was sent, to session_ready and to the first output. */
+static bool timing, timing_output_seen;
+static uint64_t timing_t0;
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: sbx-worker-client [--worker PATH] [--lang python|javascript|raw] [--timeout S]\n"
                    "                         [--memory MB] [--vcpus N] [--accel kvm|tcg|auto] [--env K=V]...\n"
-                   "                         [--run-id N] CODE|-\n"
+                   "                         [--run-id N] [--network] [--allow-domain D]...\n"
+                   "                         [--expose INT[:EXT][/tcp|udp]]... CODE|-\n"
                    "       sbx-worker-client --session [options] SCRIPT\n");
 }
 
@@ -128,6 +148,10 @@ static int parse_options(int argc, char *argv[], Options *o) {
                 { "vcpus", required_argument, NULL, 'c' },   { "accel", required_argument, NULL, 'a' },
                 { "env", required_argument, NULL, 'e' },     { "run-id", required_argument, NULL, 'r' },
                 { "help", no_argument, NULL, 'h' },          { "session", no_argument, NULL, 'S' },
+                { "snapshot", no_argument, NULL, 'P' },      { "warm", no_argument, NULL, 'W' },
+                { "timing", no_argument, NULL, 'T' },
+                { "network", no_argument, NULL, 'N' },       { "allow-domain", required_argument, NULL, 'D' },
+                { "expose", required_argument, NULL, 'X' },
                 {},
         };
         int c;
@@ -187,6 +211,45 @@ static int parse_options(int argc, char *argv[], Options *o) {
                 case 'S':
                         o->session = true;
                         break;
+                case 'N':
+                        o->network = true;
+                        break;
+                case 'D': {
+                        char **d = reallocarray(o->domains, o->n_domains + 1, sizeof(char *));
+                        if (!d)
+                                return -ENOMEM;
+                        o->domains = d;
+                        o->domains[o->n_domains++] = optarg;
+                        break;
+                }
+                case 'X': {
+                        /* INT[:EXT][/tcp|udp] -> INT:EXT/proto; the worker checks the numbers. */
+                        char spec[64], *proto, *colon, *x;
+                        snprintf(spec, sizeof spec, "%s", optarg);
+                        proto = strchr(spec, '/');
+                        if (proto)
+                                *proto++ = 0;
+                        colon = strchr(spec, ':');
+                        if (colon)
+                                *colon++ = 0;
+                        char **e = reallocarray(o->expose, o->n_expose + 1, sizeof(char *));
+                        if (!e)
+                                return -ENOMEM;
+                        o->expose = e;
+                        if (asprintf(&x, "%s:%s/%s", spec, colon ?: "0", proto ?: "tcp") < 0)
+                                return -ENOMEM;
+                        o->expose[o->n_expose++] = x;
+                        break;
+                }
+                case 'P':
+                        o->snapshot = true;
+                        break;
+                case 'W':
+                        o->warm = true;
+                        break;
+                case 'T':
+                        timing = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         exit(0);
@@ -238,6 +301,15 @@ static pid_t spawn_worker(const char *path, int fd) {
         _exit(127);
 }
 
+static void put_network(SbxMsg *m, const Options *o) {
+        if (o->network)
+                sbx_msg_put_u8(m, SBX_T_NETWORK, 1);
+        for (size_t i = 0; i < o->n_domains; i++)
+                sbx_msg_put_str(m, SBX_T_ALLOWED_DOMAIN, o->domains[i]);
+        for (size_t i = 0; i < o->n_expose; i++)
+                sbx_msg_put_str(m, SBX_T_EXPOSE, o->expose[i]);
+}
+
 static int send_run(int fd, const Options *o) {
         SbxMsg m;
 
@@ -254,6 +326,7 @@ static int send_run(int fd, const Options *o) {
                 sbx_msg_put_u32(&m, SBX_T_VCPUS, o->vcpus);
         if (o->accel)
                 sbx_msg_put_str(&m, SBX_T_ACCEL, o->accel);
+        put_network(&m, o);
         int r = sbx_msg_send(&m, fd);
         sbx_msg_done(&m);
         return r;
@@ -288,7 +361,10 @@ static int print_field(uint16_t tag, const uint8_t *v, uint32_t n) {
                 { SBX_T_ERROR_KIND, "kind", 'w' },       { SBX_T_MESSAGE, "message", 's' },
                 { SBX_T_STATE_RESET, "state_reset", 'b' }, { SBX_T_FILE_STATUS, "status", 'w' },
                 { SBX_T_SIZE, "size", 'u' },             { SBX_T_NAME, "name", 's' },
-                { SBX_T_IS_DIR, "is_dir", 'b' },
+                { SBX_T_IS_DIR, "is_dir", 'b' },        { SBX_T_WARM, "warm", 'b' },
+                { SBX_T_SNAPSHOT_TIER, "tier", 's' },   { SBX_T_RESTORE_MS, "restore_ms", 'u' },
+                { SBX_T_SNAPSHOT_SAVED, "saved", 'b' }, { SBX_T_SNAPSHOT_NOTE, "note", 's' },
+                { SBX_T_PORT_MAPPING, "port_mapping", 'q' },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
@@ -322,10 +398,18 @@ static int print_field(uint16_t tag, const uint8_t *v, uint32_t n) {
                 case 's':
                         fprintf(stderr, " %s=%.*s", fields[i].name, (int) n, (const char *) v);
                         break;
+                case 'q':
+                        fprintf(stderr, " %s='%.*s'", fields[i].name, (int) n, (const char *) v);
+                        break;
                 }
                 return 0;
         }
         return 0;
+}
+
+
+static double timing_ms(void) {
+        return (double) (now_usec(CLOCK_MONOTONIC) - timing_t0) / 1000.0;
 }
 
 /* 0: keep reading; 1: result; 2: error; <0 protocol error. */
@@ -352,6 +436,10 @@ static int handle_frame(uint8_t type, const uint8_t *p, size_t n) {
                 }
                 if (r < 0 || (stream != SBX_STREAM_STDOUT && stream != SBX_STREAM_STDERR))
                         return -EBADMSG;
+                if (timing && !timing_output_seen) {
+                        timing_output_seen = true;
+                        fprintf(stderr, "timing first_output_ms=%.1f\n", timing_ms());
+                }
                 if (stream == SBX_STREAM_STDERR)
                         fflush(stderr);
                 if (data_len > 0 && loop_write(stream == SBX_STREAM_STDOUT ? STDOUT_FILENO : STDERR_FILENO, data,
@@ -385,6 +473,8 @@ static int handle_frame(uint8_t type, const uint8_t *p, size_t n) {
                 return type == SBX_W_RESULT ? 1 : 2;
         case SBX_W_SESSION_READY:
         case SBX_W_FILE_RESULT:
+                if (timing && type == SBX_W_SESSION_READY)
+                        fprintf(stderr, "timing ready_ms=%.1f\n", timing_ms());
                 fprintf(stderr, "%s", type == SBX_W_SESSION_READY ? "session_ready" : "file_result");
                 while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0)
                         if (print_field(tag, v, len) < 0)
@@ -510,6 +600,11 @@ static int run_session(int fd, const Options *o) {
                 sbx_msg_put_u32(&m, SBX_T_VCPUS, o->vcpus);
         if (o->accel)
                 sbx_msg_put_str(&m, SBX_T_ACCEL, o->accel);
+        if (o->snapshot)
+                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
+        if (o->warm)
+                sbx_msg_put_u8(&m, SBX_T_WARM, 1);
+        put_network(&m, o);
         r = sbx_msg_send(&m, fd);
         sbx_msg_done(&m);
         if (r >= 0)
@@ -640,6 +735,7 @@ int main(int argc, char *argv[]) {
                 perror("socketpair");
                 return 2;
         }
+        timing_t0 = now_usec(CLOCK_MONOTONIC);
         pid_t pid = spawn_worker(o.worker, sv[1]);
         if (pid < 0) {
                 perror("fork");
@@ -659,6 +755,10 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "worker exit=%s%d\n", WIFEXITED(status) ? "" : "signal:",
                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
                 free(o.env);
+                free(o.domains);
+                for (size_t i = 0; i < o.n_expose; i++)
+                        free(o.expose[i]);
+                free(o.expose);
                 if (ret == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
                         ret = 2;
                 return ret;
@@ -709,6 +809,10 @@ int main(int argc, char *argv[]) {
 
         free(o.code);
         free(o.env);
+        free(o.domains);
+        for (size_t i = 0; i < o.n_expose; i++)
+                free(o.expose[i]);
+        free(o.expose);
         if (final == 1 && r >= 0)
                 return 0;
         if (final == 2)

@@ -320,7 +320,39 @@ static void test_load(void) {
         ASSERT_OK(unlink(path));
 }
 
+static void test_budget_and_pool(void) {
+        SbxConfig c = {};
+        uint32_t sizes[_SBX_LANG_MAX];
+
+        ASSERT_OK(sbx_config_parse_line(&c, "memory_overcommit = 1.5"));
+        ASSERT_TRUE(c.memory_overcommit > 1.49 && c.memory_overcommit < 1.51);
+        ASSERT_OK(sbx_config_parse_line(&c, "cpu_overcommit = 4"));
+        ASSERT_TRUE(c.cpu_overcommit > 3.99 && c.cpu_overcommit < 4.01);
+        ASSERT_OK(sbx_config_parse_line(&c, "memory_reserve_mb = 2048"));
+        ASSERT_EQ(c.memory_reserve_mb, 2048);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "memory_overcommit = 0"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "memory_overcommit = nan"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "cpu_overcommit = 2x"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "cpu_overcommit = 1000"), EINVAL);
+
+        ASSERT_OK(sbx_config_parse_line(&c, "warm_pool_size = 2"));
+        for (int i = 0; i < _SBX_LANG_MAX; i++)
+                ASSERT_EQ(c.warm_pool_size[i], 2);
+        ASSERT_OK(sbx_config_parse_line(&c, "warm_pool_size = python:3, raw:1"));
+        ASSERT_EQ(c.warm_pool_size[SBX_LANG_PYTHON], 3);
+        ASSERT_EQ(c.warm_pool_size[SBX_LANG_JAVASCRIPT], 0);
+        ASSERT_EQ(c.warm_pool_size[SBX_LANG_RAW], 1);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "warm_pool_size = cobol:1"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "warm_pool_size = python:65"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "warm_pool_size = python"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_pool_size("python:1,javascript:", sizes), EINVAL);
+        /* A refused value leaves the previous one. */
+        ASSERT_EQ(c.warm_pool_size[SBX_LANG_PYTHON], 3);
+        sbx_config_done(&c);
+}
+
 int main(void) {
+        TEST(test_budget_and_pool);
         TEST(test_string_keys);
         TEST(test_accel);
         TEST(test_number_keys);

@@ -173,7 +173,65 @@ static void test_utf8(void) {
         ASSERT_EQ(strlen(s), 3 * sizeof all);
 }
 
+static void test_domain_pattern(void) {
+        char out[SBX_DOMAIN_MAX + 1];
+        const char *reason;
+        char big[300];
+
+        ASSERT_OK(sbx_validate_domain_pattern("example.com", out, &reason));
+        ASSERT_STREQ(out, "example.com");
+        ASSERT_OK(sbx_validate_domain_pattern("*.Example.COM", out, &reason));
+        ASSERT_STREQ(out, "*.example.com");
+        ASSERT_OK(sbx_validate_domain_pattern("a-b.c9.example", out, &reason));
+        static const char *const bad[] = {
+                "", "com", "*.com", "*", "*example.com", "a.*.com", "ex ample.com", "example..com", ".example.com",
+                "example.com.", "-a.com", "a-.com", "exa_mple.com", "ex\x01.com", "10.0.0.1:80", "http://x.com",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                reason = NULL;
+                ASSERT_ERROR(sbx_validate_domain_pattern(bad[i], out, &reason), EINVAL);
+                ASSERT_NOT_NULL(reason);
+        }
+        memset(big, 'a', sizeof big);
+        big[64] = 0; /* one label of 64 */
+        strcat(big, ".com");
+        ASSERT_ERROR(sbx_validate_domain_pattern(big, out, &reason), EINVAL);
+        /* 254 bytes in labels of 63 */
+        for (size_t i = 0; i < 254; i++)
+                big[i] = (i % 64 == 63) ? '.' : 'a';
+        big[254] = 0;
+        ASSERT_ERROR(sbx_validate_domain_pattern(big, out, &reason), EINVAL);
+}
+
+static void test_expose(void) {
+        SbxExpose e;
+        const char *reason;
+        char buf[32];
+
+        ASSERT_OK(sbx_parse_expose("8000", &e, &reason));
+        ASSERT_EQ(e.internal, 8000);
+        ASSERT_EQ(e.external, 0);
+        ASSERT_FALSE(e.udp);
+        ASSERT_OK(sbx_parse_expose("53:5353/udp", &e, &reason));
+        ASSERT_EQ(e.internal, 53);
+        ASSERT_EQ(e.external, 5353);
+        ASSERT_TRUE(e.udp);
+        sbx_expose_format(&e, buf, sizeof buf);
+        ASSERT_STREQ(buf, "53:5353/udp");
+        ASSERT_OK(sbx_parse_expose("80/tcp", &e, &reason));
+        static const char *const bad[] = {
+                "", "0", "65536", "80:0", "80:", ":80", "80/sctp", "80:90/", "-1", "80 ", "80:90:100", "abc",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                reason = NULL;
+                ASSERT_ERROR(sbx_parse_expose(bad[i], &e, &reason), EINVAL);
+                ASSERT_NOT_NULL(reason);
+        }
+}
+
 int main(void) {
+        TEST(test_domain_pattern);
+        TEST(test_expose);
         TEST(test_code);
         TEST(test_env_name);
         TEST(test_env_value);

@@ -7,6 +7,8 @@
 #       at the given (build-dir) binaries, since verify insists that they
 #       exist and are executable; any warning fails the test. Then
 #       systemd-sysusers --dry-run on the sysusers.d file in an empty root.
+#   verify-units.sh verify-one BINARY UNIT
+#       the same for one unit whose ExecStart= names BINARY (sbx-netd).
 #   verify-units.sh security THRESHOLD UNIT...
 #       systemd-analyze security --offline=yes; fails when a unit's overall
 #       exposure (0-100, i.e. ten times the printed score) exceeds THRESHOLD.
@@ -59,6 +61,22 @@ verify)
         mkdir -p "$tmp/root/etc"
         systemd-sysusers --root="$tmp/root" --dry-run "$sysusers" ||
                 fail "systemd-sysusers rejected $sysusers"
+        ;;
+verify-one)
+        # verify-one BINARY UNIT: the same check for a unit of another
+        # component (sbx-netd), whose ExecStart= is pointed at BINARY.
+        bin=$(realpath "${1:?binary}")
+        unit=${2:?unit}
+        [[ -x $bin ]] || fail "$bin is not an executable"
+        name=$(basename "$unit")
+        sed -E "s#^(ExecStart=[-@:+!]*)[^ ]*/$(basename "$bin")( |\$)#\\1${bin}\\2#" "$unit" > "$tmp/$name"
+        grep '^ExecStart=' "$tmp/$name" | grep -Fq "=$bin" || fail "$name: ExecStart= does not name $(basename "$bin")"
+        echo "systemd-analyze verify $name"
+        rc=0
+        systemd-analyze verify --man=no --generators=no "$tmp/$name" 2> "$tmp/verify.err" || rc=$?
+        cat "$tmp/verify.err" >&2
+        [[ $rc -eq 0 ]] || fail "systemd-analyze verify exited with $rc"
+        [[ ! -s $tmp/verify.err ]] || fail "systemd-analyze verify printed warnings"
         ;;
 security)
         threshold=${1:?threshold}

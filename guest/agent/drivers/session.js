@@ -74,6 +74,23 @@ function flush(stream) {
   });
 }
 
+// Code that only parses as an ES module (export, import forms the rewrite
+// does not cover) runs as one, like `bun file.ts` would: its bindings do not
+// persist, but it works.
+async function runModule(path, src, scriptError) {
+  if (!/^\s*(export|import)\b/m.test(src)) {
+    console.error(scriptError);
+    return 1;
+  }
+  try {
+    await import(path);
+    return 0;
+  } catch (e) {
+    console.error(e);
+    return 1;
+  }
+}
+
 async function runBlock(path) {
   let src;
   try {
@@ -82,27 +99,35 @@ async function runBlock(path) {
     console.error(`sbx: cannot read the code: ${e.message}`);
     return 1;
   }
-  let js;
-  try {
-    js = rewriteImports(transpiler.transformSync(src));
-  } catch (e) {
-    console.error(e && e.message ? `SyntaxError: ${e.message}` : e);
-    return 1;
+  let js = src;
+  let script = null;
+  // Plain JavaScript runs as it is: transpiling costs milliseconds under
+  // emulation. Anything that does not parse as a script (TypeScript, imports,
+  // top-level await) goes through the transpiler.
+  if (!/^\s*import\b/m.test(src)) {
+    try {
+      script = new vm.Script(src, { filename: "<exec>" });
+    } catch {}
   }
-  let script;
+  if (!script) {
+    try {
+      js = rewriteImports(transpiler.transformSync(src));
+    } catch (e) {
+      console.error(e && e.message ? `SyntaxError: ${e.message}` : e);
+      return 1;
+    }
+  }
   try {
-    script = new vm.Script(js, { filename: "<exec>" });
+    script = script || new vm.Script(js, { filename: "<exec>" });
   } catch (e) {
     if (/\bawait\b/.test(js)) {
       try {
         script = new vm.Script(`(async () => {\n${js}\n})()`, { filename: "<exec>" });
       } catch (e2) {
-        console.error(e2);
-        return 1;
+        return runModule(path, src, e2);
       }
     } else {
-      console.error(e);
-      return 1;
+      return runModule(path, src, e);
     }
   }
   try {
@@ -132,8 +157,19 @@ async function main() {
       buf = Buffer.concat([buf, chunk.subarray(0, n)]);
       if (buf.length > 8192) process.exit(0);
     }
-    const path = buf.subarray(0, nl).toString();
+    const [path, envPath] = buf.subarray(0, nl).toString().split("\t");
     buf = buf.subarray(nl + 1);
+    if (envPath) {
+      // NUL-separated KEY=VALUE entries: this exec's env, applied on top.
+      try {
+        for (const item of fs.readFileSync(envPath, "utf8").split("\0")) {
+          const eq = item.indexOf("=");
+          if (eq > 0) process.env[item.slice(0, eq)] = item.slice(eq + 1);
+        }
+      } catch (e) {
+        console.error(`sbx: cannot read the environment: ${e.message}`);
+      }
+    }
     const status = await runBlock(path);
     await flush(process.stdout);
     await flush(process.stderr);

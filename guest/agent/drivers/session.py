@@ -16,17 +16,25 @@ sys.argv = [""]
 _n = 0
 
 
+_buf = bytearray()
+
+
 def _readline(f):
-    buf = bytearray()
+    # Requests are short lines written whole; read in chunks, not bytes, as
+    # every syscall is expensive under emulation.
+    global _buf
     while True:
-        b = f.read(1)
+        i = _buf.find(b"\n")
+        if i >= 0:
+            line = bytes(_buf[:i])
+            del _buf[: i + 1]
+            return line
+        if len(_buf) > 8192:
+            return None
+        b = f.read(4096)
         if not b:
             return None
-        if b == b"\n":
-            return bytes(buf)
-        buf += b
-        if len(buf) > 4096:
-            return None
+        _buf += b
 
 
 def _flush():
@@ -46,6 +54,23 @@ def _print_exc(e, skip=1):
         traceback.print_exception(type(e), e, tb, file=sys.__stderr__)
     except Exception:
         pass
+
+
+def _set_env(path):
+    # NUL-separated KEY=VALUE entries: this exec's env, applied on top.
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        print("sbx: cannot read the environment: %s" % e, file=sys.__stderr__)
+        return
+    for item in data.split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep and k:
+            try:
+                os.environb[k] = v
+            except (ValueError, OSError):
+                pass
 
 
 def _run(path):
@@ -92,7 +117,10 @@ while True:
     line = _readline(_req)
     if line is None:
         os._exit(0)
-    status = _run(line.decode())
+    path, _, env = line.decode().partition("\t")
+    if env:
+        _set_env(env)
+    status = _run(path)
     _flush()
     if os.getpid() != _pid:
         # A child forked by the code ran off its end: it must not answer

@@ -1,0 +1,555 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "log.h"
+#include "macro.h"
+#include "snapshot-store.h"
+
+#define SNAPSHOT_MAGIC "sbx-l1-snapshot"
+#define INPUTS_MAX (64u * 1024u)
+
+/* ---- meta ---- */
+
+static bool is_hex64(const char *s) {
+        size_t n = 0;
+        for (; s[n]; n++)
+                if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+                        return false;
+        return n == 64;
+}
+
+static bool parse_u64(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+        if (!*s || strlen(s) > 19)
+                return false;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return false;
+                v = v * 10u + (uint64_t) (*s - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+static bool is_word(const char *s, size_t max) {
+        size_t n = 0;
+        for (; s[n]; n++)
+                if (s[n] <= ' ' || s[n] > '~')
+                        return false;
+        return n > 0 && n < max;
+}
+
+int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const char **ret_reason) {
+        enum { F_KEY, F_LANG, F_MEM, F_RAM, F_STATE, F_SHA, F_QEMU, F_CREATED, F_SAVE, _F_MAX };
+        static const char *const names[_F_MAX] = {"key",          "language",     "memory_mb",
+                                                  "ram_size",     "state_size",   "state_sha256",
+                                                  "qemu_version", "created_usec", "save_ms"};
+        SnapshotMeta m = {};
+        bool seen[_F_MAX] = {};
+        char line[160];
+        size_t pos = 0;
+        bool first = true;
+
+        *ret_reason = "malformed meta file";
+        if (n == 0 || n > SNAPSHOT_META_MAX || memchr(text, 0, n))
+                return -EBADMSG;
+        while (pos < n) {
+                const char *nl = memchr(text + pos, '\n', n - pos);
+                if (!nl) {
+                        *ret_reason = "meta file does not end with a newline";
+                        return -EBADMSG;
+                }
+                size_t len = (size_t) (nl - (text + pos));
+                if (len >= sizeof line)
+                        return -EBADMSG;
+                memcpy(line, text + pos, len);
+                line[len] = 0;
+                pos += len + 1;
+
+                char *sp = strchr(line, ' ');
+                if (!sp || sp == line || strchr(sp + 1, ' '))
+                        return -EBADMSG;
+                *sp = 0;
+                const char *name = line, *value = sp + 1;
+                uint64_t v;
+
+                if (first) {
+                        if (strcmp(name, SNAPSHOT_MAGIC) != 0 || !parse_u64(value, &v)) {
+                                *ret_reason = "meta file has no sbx-l1-snapshot header";
+                                return -EBADMSG;
+                        }
+                        if (v != SNAPSHOT_FORMAT_VERSION) {
+                                *ret_reason = "snapshot format version differs";
+                                return -EBADMSG;
+                        }
+                        m.version = (unsigned) v;
+                        first = false;
+                        continue;
+                }
+                int f = -1;
+                for (int i = 0; i < _F_MAX; i++)
+                        if (strcmp(name, names[i]) == 0)
+                                f = i;
+                if (f < 0 || seen[f])
+                        return -EBADMSG;
+                seen[f] = true;
+                bool ok;
+                switch (f) {
+                case F_KEY:
+                        ok = is_hex64(value);
+                        if (ok)
+                                memcpy(m.key, value, 65);
+                        break;
+                case F_SHA:
+                        ok = is_hex64(value);
+                        if (ok)
+                                memcpy(m.state_sha256, value, 65);
+                        break;
+                case F_LANG:
+                        ok = is_word(value, sizeof m.language);
+                        if (ok)
+                                snprintf(m.language, sizeof m.language, "%s", value);
+                        break;
+                case F_QEMU:
+                        ok = is_word(value, sizeof m.qemu_version);
+                        if (ok)
+                                snprintf(m.qemu_version, sizeof m.qemu_version, "%s", value);
+                        break;
+                case F_MEM:
+                        ok = parse_u64(value, &v) && v > 0 && v <= UINT32_MAX;
+                        m.memory_mb = (uint32_t) v;
+                        break;
+                case F_RAM:
+                        ok = parse_u64(value, &m.ram_size);
+                        break;
+                case F_STATE:
+                        ok = parse_u64(value, &m.state_size);
+                        break;
+                case F_CREATED:
+                        ok = parse_u64(value, &m.created_usec);
+                        break;
+                case F_SAVE:
+                        ok = parse_u64(value, &m.save_ms);
+                        break;
+                default:
+                        ok = false;
+                }
+                if (!ok)
+                        return -EBADMSG;
+        }
+        if (first)
+                return -EBADMSG;
+        for (int i = 0; i < _F_MAX; i++)
+                if (!seen[i]) {
+                        *ret_reason = "meta file lacks a field";
+                        return -EBADMSG;
+                }
+        if (m.ram_size != (uint64_t) m.memory_mb << 20) {
+                *ret_reason = "meta file: ram_size does not match memory_mb";
+                return -EBADMSG;
+        }
+        *ret = m;
+        return 0;
+}
+
+int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size) {
+        int n = snprintf(buf, size,
+                         SNAPSHOT_MAGIC
+                         " %u\nkey %s\nlanguage %s\nmemory_mb %" PRIu32 "\nram_size %" PRIu64 "\nstate_size %" PRIu64
+                         "\nstate_sha256 %s\nqemu_version %s\ncreated_usec %" PRIu64 "\nsave_ms %" PRIu64 "\n",
+                         m->version, m->key, m->language, m->memory_mb, m->ram_size, m->state_size, m->state_sha256,
+                         m->qemu_version[0] ? m->qemu_version : "unknown", m->created_usec, m->save_ms);
+        if (n < 0 || (size_t) n >= size)
+                return -ENOBUFS;
+        return n;
+}
+
+/* ---- the directory ---- */
+
+int snapshot_store_open(const char *state_dir, bool create, SnapshotStore *ret) {
+        SnapshotStore s = SNAPSHOT_STORE_NULL;
+        char p[512];
+
+        if (!state_dir || !*state_dir)
+                return -EINVAL;
+        const char *parts[] = {"", "/cache", "/cache/l1"};
+        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
+                if ((size_t) snprintf(p, sizeof p, "%s%s", state_dir, parts[i]) >= sizeof p)
+                        return -ENAMETOOLONG;
+                if (create && mkdir(p, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+        }
+        s.dir_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s.dir_fd < 0)
+                return -errno;
+        snprintf(s.path, sizeof s.path, "%s", p);
+        *ret = s;
+        return 0;
+}
+
+void snapshot_store_close(SnapshotStore *s) {
+        s->dir_fd = safe_close(s->dir_fd);
+}
+
+/* Reads a whole small file relative to dir_fd into buf (NUL-terminated). Returns its length. */
+static int read_at(int dir_fd, const char *name, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        size_t len = 0;
+
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                if (len + 1 >= size)
+                        return -EFBIG;
+                ssize_t k = read(fd, buf + len, size - 1 - len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t) k;
+        }
+        buf[len] = 0;
+        return (int) len;
+}
+
+/* The content hash of one input, from the "inputs" cache or computed (then cached). */
+static int hash_input(SnapshotStore *s, const char *path, char hex[SHA256_HEX_SIZE]) {
+        _cleanup_free_ char *cache = malloc(INPUTS_MAX);
+        _cleanup_close_ int fd = -EBADF;
+        char ident[128];
+        struct stat st;
+        int n, r;
+
+        if (!cache)
+                return -ENOMEM;
+        if (strchr(path, '\n') || strchr(path, ' ') || strlen(path) > 300)
+                return -EINVAL;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        snprintf(ident, sizeof ident, " %" PRIu64 " %" PRIu64 ".%09ld %" PRIu64 " ", (uint64_t) st.st_size,
+                 (uint64_t) st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (uint64_t) st.st_ino);
+
+        n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);
+        if (n < 0)
+                n = 0;
+        /* lines: HEX SIZE MTIME INODE PATH */
+        for (char *line = cache, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                size_t il = strlen(ident), pl = strlen(path);
+                if (strlen(line) == 64 + il + pl && strncmp(line + 64, ident, il) == 0 &&
+                    strcmp(line + 64 + il, path) == 0) {
+                        memcpy(hex, line, 64);
+                        hex[64] = 0;
+                        if (is_hex64(hex))
+                                return 0;
+                }
+        }
+
+        uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+        r = sha256_fd_hex(fd, hex);
+        if (r < 0)
+                return r;
+        log_debug("Hashed %s in %" PRIu64 " ms.", path, (now_usec(CLOCK_MONOTONIC) - t0) / 1000u);
+
+        /* Rewrite the cache: the other paths' lines, then this one. Best effort. */
+        n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);
+        if (n < 0 || (size_t) n > INPUTS_MAX / 2)
+                n = 0, cache[0] = 0;
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "inputs.tmp-%d", (int) getpid());
+        _cleanup_fclose_ FILE *f = NULL;
+        int tfd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (tfd < 0 || !(f = fdopen(tfd, "w"))) {
+                safe_close(tfd);
+                return 0;
+        }
+        for (char *line = cache, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                const char *last = strrchr(line, ' ');
+                if (last && strcmp(last + 1, path) != 0)
+                        fprintf(f, "%s\n", line);
+        }
+        fprintf(f, "%s%s%s\n", hex, ident, path);
+        if (fflush(f) == 0 && ferror(f) == 0)
+                (void) renameat(s->dir_fd, tmp, s->dir_fd, "inputs");
+        else
+                (void) unlinkat(s->dir_fd, tmp, 0);
+        return 0;
+}
+
+int snapshot_key(SnapshotStore *s, const SnapshotInputs *in, char key[SNAPSHOT_KEY_SIZE]) {
+        const char *paths[4] = {in->kernel, in->initrd, in->rootfs, in->qemu};
+        char hex[4][SHA256_HEX_SIZE], qemu_path[512];
+        char *desc = NULL;
+        size_t desc_len = 0;
+        uint8_t d[SHA256_DIGEST_SIZE];
+        Sha256 h;
+        int r;
+
+        /* QEMU may be configured by name: find it in $PATH. */
+        if (!strchr(in->qemu, '/')) {
+                const char *pathenv = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+                qemu_path[0] = 0;
+                for (const char *p = pathenv; *p;) {
+                        size_t len = strcspn(p, ":");
+                        snprintf(qemu_path, sizeof qemu_path, "%.*s/%s", (int) len, p, in->qemu);
+                        if (access(qemu_path, X_OK) == 0)
+                                break;
+                        qemu_path[0] = 0;
+                        p += len + (p[len] == ':');
+                }
+                if (!qemu_path[0])
+                        return -ENOENT;
+                paths[3] = qemu_path;
+        }
+        for (size_t i = 0; i < 4; i++) {
+                r = hash_input(s, paths[i], hex[i]);
+                if (r < 0)
+                        return log_debug_errno(r, "Cannot hash %s for the snapshot key: %m", paths[i]);
+        }
+        FILE *f = open_memstream(&desc, &desc_len);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f,
+                "sbx-l1 format=%u\nkernel=%s\ninitrd=%s\nrootfs=%s\nqemu=%s\naccel=%s\nmachine=%s\ncpu=%s\n"
+                "memory_mb=%" PRIu32 "\nvcpus=%" PRIu32 "\nlanguage=%s\ncmdline_extra=%s\n",
+                SNAPSHOT_FORMAT_VERSION, hex[0], hex[1], hex[2], hex[3], in->accel, in->machine, in->cpu, in->memory_mb,
+                in->vcpus, in->language, in->cmdline_extra ?: "");
+        if (fclose(f) != 0) {
+                free(desc);
+                return -ENOMEM;
+        }
+        sha256_init(&h);
+        sha256_update(&h, desc, desc_len);
+        sha256_final(&h, d);
+        sha256_hex(d, key);
+        log_debug("Snapshot key %s for:\n%s", key, desc);
+        free(desc);
+        return 0;
+}
+
+int snapshot_validate(SnapshotStore *s, const char *key, uint32_t memory_mb, SnapshotMeta *ret_meta,
+                      const char **ret_reason) {
+        _cleanup_close_ int kfd = -EBADF, state_fd = -EBADF;
+        char text[SNAPSHOT_META_MAX + 1], hex[SHA256_HEX_SIZE];
+        SnapshotMeta m;
+        struct stat st;
+        int n, r;
+
+        kfd = openat(s->dir_fd, key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (kfd < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                *ret_reason = "the snapshot directory cannot be opened";
+                return -EBADMSG;
+        }
+        n = read_at(kfd, "meta", text, sizeof text);
+        if (n < 0) {
+                *ret_reason = n == -ENOENT ? "the meta file is missing" : "the meta file cannot be read";
+                return -EBADMSG;
+        }
+        r = snapshot_meta_parse(text, (size_t) n, &m, ret_reason);
+        if (r < 0)
+                return -EBADMSG;
+        if (strcmp(m.key, key) != 0) {
+                *ret_reason = "the meta file is for another key";
+                return -EBADMSG;
+        }
+        if (m.memory_mb != memory_mb) {
+                *ret_reason = "the snapshot has another memory size";
+                return -EBADMSG;
+        }
+        if (fstatat(kfd, "ram", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t) st.st_size != m.ram_size) {
+                *ret_reason = "the RAM file is missing or has the wrong size";
+                return -EBADMSG;
+        }
+        state_fd = openat(kfd, "state", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (state_fd < 0 || fstat(state_fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != m.state_size) {
+                *ret_reason = "the state file is missing or has the wrong size";
+                return -EBADMSG;
+        }
+        r = sha256_fd_hex(state_fd, hex);
+        if (r < 0 || strcmp(hex, m.state_sha256) != 0) {
+                *ret_reason = "the state file's checksum does not match";
+                return -EBADMSG;
+        }
+        if (ret_meta)
+                *ret_meta = m;
+        return 1;
+}
+
+int snapshot_drop(SnapshotStore *s, const char *name) {
+        char away[128], path[768];
+
+        snprintf(away, sizeof away, "%.64s.drop-%d", name, (int) getpid());
+        if (renameat(s->dir_fd, name, s->dir_fd, away) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        snprintf(path, sizeof path, "%s/%s", s->path, away);
+        return rm_rf(path);
+}
+
+int snapshot_lock(SnapshotStore *s, const char *key) {
+        char name[96];
+
+        snprintf(name, sizeof name, "%.64s.lock", key);
+        int fd = openat(s->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static bool is_key_name(const char *n) {
+        return is_hex64(n);
+}
+
+static int cmp_entry(const void *a, const void *b) {
+        const SnapshotEntry *x = a, *y = b;
+        return x->last_used_sec < y->last_used_sec ? -1 : x->last_used_sec > y->last_used_sec;
+}
+
+int snapshot_list(SnapshotStore *s, SnapshotEntry **ret, size_t *ret_n) {
+        SnapshotEntry *l = NULL;
+        size_t n = 0;
+        int dfd = fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return -errno;
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                safe_close(dfd);
+                return -errno;
+        }
+        rewinddir(d);
+        for (struct dirent *de; (de = readdir(d));) {
+                if (!is_key_name(de->d_name))
+                        continue;
+                _cleanup_close_ int kfd =
+                        openat(s->dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (kfd < 0)
+                        continue;
+                SnapshotEntry *nl = reallocarray(l, n + 1, sizeof *l);
+                if (!nl) {
+                        free(l);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                l = nl;
+                SnapshotEntry *e = &l[n++];
+                *e = (SnapshotEntry){};
+                snprintf(e->name, sizeof e->name, "%.64s", de->d_name);
+                const char *files[] = {"ram", "state", "meta"};
+                for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                        struct stat st;
+                        if (fstatat(kfd, files[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                                continue;
+                        e->disk_bytes += (uint64_t) st.st_blocks * 512u;
+                        e->apparent_bytes += (uint64_t) st.st_size;
+                        if (i == 2)
+                                e->last_used_sec = st.st_mtim.tv_sec;
+                }
+                char text[SNAPSHOT_META_MAX + 1];
+                const char *reason;
+                int k = read_at(kfd, "meta", text, sizeof text);
+                e->valid_meta = k > 0 && snapshot_meta_parse(text, (size_t) k, &e->meta, &reason) >= 0;
+        }
+        closedir(d);
+        if (n > 1)
+                qsort(l, n, sizeof *l, cmp_entry);
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes) {
+        _cleanup_free_ SnapshotEntry *l = NULL;
+        uint64_t used = 0;
+        size_t n = 0;
+        int dropped = 0, r;
+
+        r = snapshot_list(s, &l, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                used += l[i].disk_bytes;
+        for (size_t i = 0; i < n && used + need_bytes > max_bytes; i++) {
+                int lock = snapshot_lock(s, l[i].name);
+                if (lock < 0)
+                        continue; /* being built or dropped right now */
+                r = snapshot_drop(s, l[i].name);
+                safe_close(lock);
+                if (r < 0)
+                        continue;
+                log_info("Evicted L1 snapshot %.12s (%" PRIu64 " MiB on disk, least recently used).", l[i].name,
+                         l[i].disk_bytes >> 20);
+                used -= MIN(used, l[i].disk_bytes);
+                dropped++;
+        }
+        return dropped;
+}
+
+void snapshot_remove_stale_builds(SnapshotStore *s) {
+        int dfd = fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return;
+        DIR *d = fdopendir(dfd);
+        if (!d) {
+                safe_close(dfd);
+                return;
+        }
+        for (struct dirent *de; (de = readdir(d));) {
+                const char *dash = strrchr(de->d_name, '-');
+                char path[768];
+                /* KEY.lock without KEY: remove it if nobody holds it. */
+                size_t len = strlen(de->d_name);
+                if (len == 64 + 5 && strcmp(de->d_name + 64, ".lock") == 0) {
+                        char key[65];
+                        struct stat st;
+                        memcpy(key, de->d_name, 64);
+                        key[64] = 0;
+                        if (is_hex64(key) && fstatat(s->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+                                int lock = snapshot_lock(s, key);
+                                if (lock >= 0) {
+                                        (void) unlinkat(s->dir_fd, de->d_name, 0);
+                                        safe_close(lock);
+                                }
+                        }
+                        continue;
+                }
+                if (!dash || (!strstr(de->d_name, ".tmp-") && !strstr(de->d_name, ".drop-")))
+                        continue;
+                uint64_t pid;
+                if (!parse_u64(dash + 1, &pid) || pid == 0 || pid > INT32_MAX)
+                        continue;
+                if ((pid_t) pid == getpid() || kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                snprintf(path, sizeof path, "%s/%.160s", s->path, de->d_name);
+                log_debug("Removing %s, left by a worker that is gone.", path);
+                (void) rm_rf(path);
+        }
+        closedir(d);
+}

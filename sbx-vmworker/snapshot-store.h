@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The L1 snapshot cache on disk (docs/snapshots.md), used by the worker before its seccomp filter
+ * (lookup, integrity check, drop, eviction, preparing a build) and by `sbxctl cache`.
+ *
+ *   STATE_DIR/cache/l1/            0700
+ *     KEY/{ram,state,meta}         a committed snapshot (KEY: 64 hex digits, snapshot_key())
+ *     KEY.lock                     flock(): held by the worker that builds or drops KEY
+ *     KEY.tmp-PID/                 a build in progress (renamed to KEY when complete)
+ *     inputs                       content hashes of the images, by path + size + mtime + inode
+ *
+ * meta is a small text file: see snapshot_meta_format(). A snapshot is valid when meta parses, has
+ * this format version and the expected key, the ram file's size is the guest memory size, and the
+ * state file has the recorded size and SHA-256. Anything else is dropped (renamed away, removed)
+ * and rebuilt, never restored. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sha256.h"
+
+#define SNAPSHOT_FORMAT_VERSION 2u /* 2: the VM has a virtio-balloon device */
+#define SNAPSHOT_META_MAX 4096u
+#define SNAPSHOT_KEY_SIZE SHA256_HEX_SIZE
+
+typedef struct SnapshotInputs {
+        const char *kernel, *initrd, *rootfs, *qemu; /* paths; their contents are hashed */
+        const char *accel;                           /* "tcg" | "kvm" */
+        const char *machine;                         /* QEMU -M options */
+        const char *cpu;                             /* QEMU -cpu */
+        const char *cmdline_extra;                   /* kernel arguments that differ per run, or NULL */
+        uint32_t memory_mb, vcpus;
+        const char *language;
+} SnapshotInputs;
+
+typedef struct SnapshotMeta {
+        unsigned version;
+        char key[SNAPSHOT_KEY_SIZE];
+        char language[16];
+        uint32_t memory_mb;
+        uint64_t ram_size;
+        uint64_t state_size;
+        char state_sha256[SHA256_HEX_SIZE];
+        char qemu_version[32];
+        uint64_t created_usec; /* CLOCK_REALTIME */
+        uint64_t save_ms;      /* how long the migration took */
+} SnapshotMeta;
+
+/* Parses meta (untrusted: it is a file on disk). 0 or -EBADMSG with a reason. */
+int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const char **ret_reason);
+/* The text of meta; -ENOBUFS if size is too small. Returns the length. */
+int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size);
+
+/* The cache directory (created 0700 if missing) as an open fd and its path. */
+typedef struct SnapshotStore {
+        int dir_fd;
+        char path[512];
+} SnapshotStore;
+#define SNAPSHOT_STORE_NULL ((SnapshotStore){.dir_fd = -EBADF})
+int snapshot_store_open(const char *state_dir, bool create, SnapshotStore *ret);
+void snapshot_store_close(SnapshotStore *s);
+
+/* The cache key: SHA-256 over the format version, the content hashes of the images and of QEMU's
+ * binary (cached in "inputs" by path, size, mtime and inode), and every VM setting. */
+int snapshot_key(SnapshotStore *s, const SnapshotInputs *in, char key[SNAPSHOT_KEY_SIZE]);
+
+/* Checks KEY/ (see above). 1 valid (meta in *ret_meta), 0 absent, -EBADMSG invalid (reason set). */
+int snapshot_validate(SnapshotStore *s, const char *key, uint32_t memory_mb, SnapshotMeta *ret_meta,
+                      const char **ret_reason);
+/* Renames KEY/ (or any entry name) away and removes it. */
+int snapshot_drop(SnapshotStore *s, const char *name);
+
+/* One entry, for eviction and `sbxctl cache ls`. */
+typedef struct SnapshotEntry {
+        char name[80];
+        bool valid_meta;
+        SnapshotMeta meta;
+        uint64_t disk_bytes;     /* allocated blocks of ram + state + meta */
+        uint64_t apparent_bytes; /* their sizes */
+        int64_t last_used_sec;   /* meta's mtime: touched at every restore */
+} SnapshotEntry;
+/* Committed entries (KEY/ directories), oldest use first. *ret is malloc()ed. */
+int snapshot_list(SnapshotStore *s, SnapshotEntry **ret, size_t *ret_n);
+/* Drops least recently used entries until their disk use plus need_bytes fits max_bytes. Entries
+ * whose lock is held (being built or dropped) are skipped. Returns the number dropped. */
+int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes);
+/* Removes KEY.tmp-PID directories of workers that are gone. */
+void snapshot_remove_stale_builds(SnapshotStore *s);
+
+/* Takes KEY.lock (LOCK_EX | LOCK_NB). The fd, -EWOULDBLOCK when someone else holds it. */
+int snapshot_lock(SnapshotStore *s, const char *key);

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of the L1 snapshot helpers: SHA-256, the QMP reply parser, the meta file format,
+ * and the cache directory (validate, drop, list, evict) on a temporary directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fdio.h"
+#include "macro.h"
+#include "qmp.h"
+#include "sha256.h"
+#include "snapshot-store.h"
+
+static unsigned n_passed, n_failed;
+
+#define CHECK(expr)                                                                                                    \
+        do {                                                                                                           \
+                if (expr)                                                                                              \
+                        n_passed++;                                                                                    \
+                else {                                                                                                 \
+                        n_failed++;                                                                                    \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);                       \
+                }                                                                                                      \
+        } while (0)
+
+static void hex_of(const void *p, size_t n, char out[SHA256_HEX_SIZE]) {
+        uint8_t d[SHA256_DIGEST_SIZE];
+        Sha256 s;
+        sha256_init(&s);
+        sha256_update(&s, p, n);
+        sha256_final(&s, d);
+        sha256_hex(d, out);
+}
+
+static void test_sha256(void) {
+        char h[SHA256_HEX_SIZE];
+
+        hex_of("", 0, h);
+        CHECK(strcmp(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+        hex_of("abc", 3, h);
+        CHECK(strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+        const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        hex_of(two, strlen(two), h);
+        CHECK(strcmp(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
+        /* One million 'a', fed in odd pieces. */
+        static char a[1000000];
+        memset(a, 'a', sizeof a);
+        uint8_t d[SHA256_DIGEST_SIZE];
+        Sha256 s;
+        sha256_init(&s);
+        for (size_t off = 0; off < sizeof a;) {
+                size_t n = MIN((size_t) 997, sizeof a - off);
+                sha256_update(&s, a + off, n);
+                off += n;
+        }
+        sha256_final(&s, d);
+        sha256_hex(d, h);
+        CHECK(strcmp(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+}
+
+static int parse(const char *s, QmpReply *r) {
+        return qmp_parse(s, strlen(s), r);
+}
+
+static void test_qmp(void) {
+        QmpReply r;
+
+        CHECK(parse("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 2, \"minor\": 0, \"major\": 10}, \"package\": "
+                    "\"x\"}, \"capabilities\": [\"oob\"]}}",
+                    &r) == 0);
+        CHECK(r.kind == QMP_KIND_GREETING && r.version[0] == 10 && r.version[1] == 0 && r.version[2] == 2);
+        CHECK(parse("{\"return\": {}}", &r) == 0 && r.kind == QMP_KIND_RETURN && r.status[0] == 0);
+        CHECK(parse("{\"return\": {\"status\": \"completed\", \"ram\": {\"total\": 1, \"status\": \"no\"}}}", &r) == 0);
+        CHECK(r.kind == QMP_KIND_RETURN && strcmp(r.status, "completed") == 0);
+        CHECK(parse("{\"return\": {\"status\": \"failed\", \"error-desc\": \"a\\\"b\\u0041\\u00e9\"}}", &r) == 0);
+        CHECK(strcmp(r.status, "failed") == 0 && strcmp(r.desc, "a\"bA?") == 0);
+        CHECK(parse("{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}", &r) == 0);
+        CHECK(r.kind == QMP_KIND_ERROR && strcmp(r.desc, "nope") == 0);
+        CHECK(parse("{\"timestamp\": {\"seconds\": 1, \"microseconds\": -2.5e3}, \"event\": \"STOP\"}", &r) == 0);
+        CHECK(r.kind == QMP_KIND_EVENT && strcmp(r.event, "STOP") == 0);
+        CHECK(parse("{\"return\": [1, true, false, null, \"x\", [], {}]}", &r) == 0);
+        /* A long status is truncated, not overflowed. */
+        char big[400];
+        snprintf(big, sizeof big, "{\"return\": {\"status\": \"%0300d\"}}", 0);
+        CHECK(parse(big, &r) == 0 && strlen(r.status) == sizeof r.status - 1);
+
+        const char *bad[] = {
+                "",
+                "{",
+                "}",
+                "[]",
+                "\"x\"",
+                "{\"return\": {}",
+                "{\"return\": {}} x",
+                "{\"foo\": 1}",
+                "{\"return\": {}, \"error\": {}}",
+                "{\"return\": tru}",
+                "{\"return\": \"\\x\"}",
+                "{\"return\": \"\x01\"}",
+                "{\"return\": 1.}",
+                "{\"return\": -}",
+                "{\"return\": {,}}",
+                "{\"return\": [1,]}",
+                "{\"return\" {}}",
+                "{\"return\": \"\\u12\"}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK(parse(bad[i], &r) == -EBADMSG);
+        /* Nesting beyond QMP_DEPTH_MAX. */
+        char deep[200] = "{\"return\": ";
+        for (int i = 0; i < 40; i++)
+                strcat(deep, "[");
+        CHECK(parse(deep, &r) == -EBADMSG);
+}
+
+static SnapshotMeta sample_meta(void) {
+        SnapshotMeta m = {
+                .version = SNAPSHOT_FORMAT_VERSION,
+                .memory_mb = 256,
+                .ram_size = 256u << 20,
+                .state_size = 5,
+                .created_usec = 123,
+                .save_ms = 3,
+        };
+        memset(m.key, 'a', 64);
+        hex_of("state", 5, m.state_sha256);
+        strcpy(m.language, "python");
+        strcpy(m.qemu_version, "10.0.2");
+        return m;
+}
+
+static void test_meta(void) {
+        SnapshotMeta m = sample_meta(), m2;
+        const char *reason;
+        char text[SNAPSHOT_META_MAX];
+
+        int n = snapshot_meta_format(&m, text, sizeof text);
+        CHECK(n > 0);
+        CHECK(snapshot_meta_parse(text, (size_t) n, &m2, &reason) == 0);
+        CHECK(memcmp(&m, &m2, sizeof m) == 0);
+        /* Truncated, without the final newline, duplicated or unknown fields, another version. */
+        CHECK(snapshot_meta_parse(text, (size_t) n - 1, &m2, &reason) == -EBADMSG);
+        CHECK(snapshot_meta_parse(text, (size_t) n / 2, &m2, &reason) == -EBADMSG);
+        char dup[SNAPSHOT_META_MAX + 64];
+        snprintf(dup, sizeof dup, "%.*slanguage python\n", n, text);
+        CHECK(snapshot_meta_parse(dup, strlen(dup), &m2, &reason) == -EBADMSG);
+        snprintf(dup, sizeof dup, "%.*sextra 1\n", n, text);
+        CHECK(snapshot_meta_parse(dup, strlen(dup), &m2, &reason) == -EBADMSG);
+        memcpy(dup, text, (size_t) n + 1);
+        dup[strlen("sbx-l1-snapshot ")] = '0' + SNAPSHOT_FORMAT_VERSION + 1;
+        CHECK(snapshot_meta_parse(dup, (size_t) n, &m2, &reason) == -EBADMSG);
+        CHECK(strstr(reason, "version") != NULL);
+        m.ram_size++;
+        n = snapshot_meta_format(&m, text, sizeof text);
+        CHECK(snapshot_meta_parse(text, (size_t) n, &m2, &reason) == -EBADMSG);
+        CHECK(snapshot_meta_parse("X", 1, &m2, &reason) == -EBADMSG);
+}
+
+static void write_file(int dir, const char *name, const void *p, size_t n) {
+        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || (n && loop_write(fd, p, n) < 0))
+                abort();
+        close(fd);
+}
+
+static void test_store(void) {
+        char tmpl[] = "/tmp/test-snapshot.XXXXXX", text[SNAPSHOT_META_MAX];
+        SnapshotStore s = SNAPSHOT_STORE_NULL;
+        SnapshotMeta m = sample_meta(), got;
+        const char *reason = NULL;
+
+        if (!mkdtemp(tmpl))
+                abort();
+        CHECK(snapshot_store_open(tmpl, false, &s) == -ENOENT);
+        CHECK(snapshot_store_open(tmpl, true, &s) == 0);
+        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == 0); /* absent */
+
+        CHECK(mkdirat(s.dir_fd, m.key, 0700) == 0);
+        int kfd = openat(s.dir_fd, m.key, O_RDONLY | O_DIRECTORY);
+        write_file(kfd, "state", "state", 5);
+        int fd = openat(kfd, "ram", O_WRONLY | O_CREAT, 0644);
+        CHECK(fd >= 0 && ftruncate(fd, 256 << 20) == 0);
+        close(fd);
+        int n = snapshot_meta_format(&m, text, sizeof text);
+        write_file(kfd, "meta", text, (size_t) n);
+        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == 1);
+        CHECK(snapshot_validate(&s, m.key, 512, &got, &reason) == -EBADMSG);
+
+        write_file(kfd, "state", "stAte", 5);
+        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "checksum"));
+        write_file(kfd, "state", "stat", 4);
+        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "size"));
+        write_file(kfd, "state", "state", 5);
+        fd = openat(kfd, "ram", O_WRONLY);
+        CHECK(fd >= 0 && ftruncate(fd, 1) == 0);
+        close(fd);
+        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "RAM"));
+        close(kfd);
+
+        SnapshotEntry *l = NULL;
+        size_t count = 0;
+        CHECK(snapshot_list(&s, &l, &count) == 0 && count == 1 && l[0].valid_meta);
+        free(l);
+        int lock = snapshot_lock(&s, m.key);
+        CHECK(lock >= 0);
+        CHECK(snapshot_lock(&s, m.key) == -EWOULDBLOCK);
+        CHECK(snapshot_evict(&s, 0, 1) == 0); /* locked: kept */
+        safe_close(lock);
+        CHECK(snapshot_evict(&s, 0, 1) == 1);
+        CHECK(snapshot_list(&s, &l, &count) == 0 && count == 0);
+        free(l);
+        snapshot_store_close(&s);
+        CHECK(rm_rf(tmpl) == 0);
+}
+
+int main(void) {
+        test_sha256();
+        test_qmp();
+        test_meta();
+        test_store();
+        printf("%u passed, %u failed\n", n_passed, n_failed);
+        return n_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Soak benchmark (issue 6): N runs at concurrency C with mixed languages on a
+# private bus, then a listing of what is left behind. Prints figures; the
+# failure target is 0. Not part of the test suites: it takes minutes.
+#   tests/bench/soak.sh [BUILDDIR] [RUNS] [CONCURRENCY] [POOL_PER_LANGUAGE]
+set -uo pipefail
+build=${1:-build}
+runs=${2:-1000}
+conc=${3:-4}
+pool=${4:-1}
+source "$(dirname "$0")/../integration/lib.sh" "$build"
+start_bus
+
+"$SBXCTL" status >/dev/null || { echo "soak: the broker did not start"; exit 1; }
+"$SBXCTL" pool set python="$pool" javascript="$pool" raw="$pool" >/dev/null
+echo "soak: $runs runs at concurrency $conc, warm pool $pool per language, $(nproc) CPUs"
+start=$SECONDS
+"$SBXCTL" bench soak -n "$runs" -c "$conc"
+rc=$?
+echo "wall time:       $((SECONDS - start)) s"
+
+"$SBXCTL" pool set python=0 javascript=0 raw=0 >/dev/null
+wait_gone 30
+q=$(qemu_pids); w=$(worker_pids); c=$(vm_cgroups); f=$(runtime_files)
+echo "left behind:     QEMU [${q//$'\n'/ }] workers [${w//$'\n'/ }] cgroups [${c//$'\n'/ }] runtime files [${f//$'\n'/ }]"
+[[ -z "$q$w$c$f" ]] && echo "leaks:           none"
+exit $rc
