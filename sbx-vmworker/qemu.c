@@ -4,11 +4,13 @@
 #include <grp.h>
 #include <pwd.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -370,6 +372,19 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
                 ;
         if (n != 1 || go != 'g')
                 _exit(126);
+
+        /* Namespaces of its own, while we are still root: QEMU sees none of the host's System V IPC,
+         * its mount changes stay its own, and a VM without a NIC gets an empty network namespace
+         * (a VM with one uses user networking: its sockets must be the host's, where sbx-netd
+         * filters them). Best effort: an unprivileged worker cannot, and runs QEMU without. */
+        if (creds && creds->drop) {
+                bool has_nic = false;
+                for (char **a = argv; *a; a++)
+                        if (strcmp(*a, "-netdev") == 0)
+                                has_nic = true;
+                if (unshare(CLONE_NEWNS | CLONE_NEWIPC | (has_nic ? 0 : CLONE_NEWNET)) == 0)
+                        (void) mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+        }
 
         /* Terminal signals go to the worker, which cleans up; it kills us. */
         (void) setsid();

@@ -396,9 +396,15 @@ check "netd exits on SIGTERM" bash -c '! kill -0 "$1" 2>/dev/null' _ "$netd_pid"
 netd_pid=""
 check "no programs on the test cgroups (bpftool cgroup show)" \
     bash -c '[[ -z $(for c; do bpftool cgroup show "$c" 2>/dev/null; done) ]]' _ "$CG" "$CG2" "$CG3"
-left=""
-for p in $PROG_IDS; do bpftool prog show id "$p" >/dev/null 2>&1 && left+=" prog $p"; done
-for m in $MAP_IDS; do bpftool map show id "$m" >/dev/null 2>&1 && left+=" map $m"; done
+# The kernel frees programs and maps after an RCU grace period and from a
+# work queue, not at the moment the last fd closes: give it a few seconds.
+for _ in $(seq 50); do
+    left=""
+    for p in $PROG_IDS; do bpftool prog show id "$p" >/dev/null 2>&1 && left+=" prog $p"; done
+    for m in $MAP_IDS; do bpftool map show id "$m" >/dev/null 2>&1 && left+=" map $m"; done
+    [[ -z "$left" ]] && break
+    sleep 0.1
+done
 check "no BPF programs or maps of netd left (bpftool prog/map show)" test -z "$left" -a -n "$PROG_IDS" -a -n "$MAP_IDS"
 links=$(bpftool link show 2>/dev/null)
 leftl=""

@@ -320,6 +320,11 @@ check "with netd dead a new networked run is refused (fail closed)" grep -q "^er
 
 # --- nothing left behind ---------------------------------------------------------------
 check_no_leaks "netd was killed"
+# Programs and maps are freed after an RCU grace period, from a work queue: wait a little.
+for _ in $(seq 50); do
+    [[ -z $(bpftool prog show 2>/dev/null | grep "name netd_") ]] && break
+    sleep 0.1
+done
 left=""
 for p in $PROG_IDS; do bpftool prog show id "$p" >/dev/null 2>&1 && left+=" prog $p"; done
 check "no netd BPF programs left (bpftool prog show)" \
