@@ -302,18 +302,8 @@ static int job_send_run(Job *j) {
 
 /* A warm pool VM runs the code as a session exec in its waiting interpreter. */
 static int job_send_exec(Job *j) {
-        SbxMsg m;
-        int r;
-
-        sbx_msg_begin(&m, SBX_B_EXEC);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
-        sbx_msg_put(&m, SBX_T_CODE, j->req.code, j->req.code_len);
-        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, j->req.timeout_s * 1000u);
-        for (size_t i = 0; i < j->req.n_env; i++)
-                sbx_msg_put_str(&m, SBX_T_ENV, j->req.env[i]);
-        r = sbx_msg_send(&m, j->worker.fd);
-        sbx_msg_done(&m);
-        return r;
+        return worker_send_exec(&j->worker, j->id, j->req.code, j->req.code_len, j->req.timeout_s * 1000u, j->req.env,
+                                j->req.n_env);
 }
 
 static bool job_start_pooled(Job *j) {
@@ -340,20 +330,7 @@ static bool job_start_pooled(Job *j) {
  * No WARM: the snapshot's interpreter already runs, and a warm-up exec before
  * READY would only add to the time to first output. */
 static int job_send_session_open(Job *j) {
-        Broker *b = j->broker;
-        SbxMsg m;
-        int r;
-
-        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
-        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(j->req.language));
-        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, j->req.memory_mb);
-        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
-        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
-        sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
-        r = sbx_msg_send(&m, j->worker.fd);
-        sbx_msg_done(&m);
-        return r;
+        return worker_send_session_open(&j->worker, j->id, j->req.language, j->req.memory_mb, NULL, false, true);
 }
 
 int job_start(Job *j) {

@@ -149,16 +149,7 @@ static void pool_vm_failed(PoolVm *vm, const char *why) {
 
 static int pool_vm_send_warmup(PoolVm *vm) {
         const char *code = warmup_code[vm->language];
-        SbxMsg m;
-        int r;
-
-        sbx_msg_begin(&m, SBX_B_EXEC);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 1);
-        sbx_msg_put(&m, SBX_T_CODE, code, strlen(code));
-        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, POOL_WARMUP_TIMEOUT_MS);
-        r = sbx_msg_send(&m, vm->worker.fd);
-        sbx_msg_done(&m);
-        return r;
+        return worker_send_exec(&vm->worker, 1, code, strlen(code), POOL_WARMUP_TIMEOUT_MS, NULL, 0);
 }
 
 static int on_pool_vm_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
@@ -231,7 +222,6 @@ static void on_pool_vm_lost(void *userdata, int error, bool protocol) {
 static int pool_vm_start(Pool *p, SbxLanguage language) {
         Broker *b = p->broker;
         PoolVm *vm;
-        SbxMsg m;
         int r;
 
         vm = calloc(1, sizeof(PoolVm));
@@ -249,21 +239,11 @@ static int pool_vm_start(Pool *p, SbxLanguage language) {
         p->tail = vm;
 
         r = worker_link_start(&vm->worker, b, b->config.default_memory_mb, on_pool_vm_frame, on_pool_vm_lost, vm);
-        if (r >= 0) {
-                sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
-                sbx_msg_put_u64(&m, SBX_T_RUN_ID, ++b->next_id);
-                sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(language));
-                sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, b->config.default_memory_mb);
-                sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
-                sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
-                /* Refills restore the L1 snapshot when there is one: cheap, and the
-                 * restored VMs share the snapshot's unchanged pages. */
-                sbx_msg_put_u8(&m, SBX_T_WARM, 1);
-                if (b->config.snapshots)
-                        sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
-                r = sbx_msg_send(&m, vm->worker.fd);
-                sbx_msg_done(&m);
-        }
+        /* Refills restore the L1 snapshot when there is one: cheap, and the restored VMs share the
+         * snapshot's unchanged pages. */
+        if (r >= 0)
+                r = worker_send_session_open(&vm->worker, ++b->next_id, language, b->config.default_memory_mb, NULL,
+                                             true, b->config.snapshots);
         if (r < 0) {
                 log_warning_errno(r, "Warm pool: failed to start a %s VM: %m", sbx_language_to_string(language));
                 pool_vm_free(vm);

@@ -168,14 +168,8 @@ static int send_op(Session *s, SessionOp *op) {
 
         switch (op->kind) {
         case SESSION_OP_EXEC:
-                sbx_msg_begin(&m, SBX_B_EXEC);
-                sbx_msg_put_u64(&m, SBX_T_RUN_ID, ++s->next_exec_id);
-                sbx_msg_put(&m, SBX_T_CODE, op->req.code, op->req.code_len);
-                sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, op->req.timeout_s * 1000u);
-                for (size_t i = 0; i < op->req.n_env; i++)
-                        sbx_msg_put_str(&m, SBX_T_ENV, op->req.env[i]);
-                r = sbx_msg_send(&m, s->worker.fd);
-                break;
+                return worker_send_exec(&s->worker, ++s->next_exec_id, op->req.code, op->req.code_len,
+                                        op->req.timeout_s * 1000u, op->req.env, op->req.n_env);
         case SESSION_OP_WRITE:
         case SESSION_OP_READ:
                 sbx_msg_begin(&m, op->kind == SESSION_OP_WRITE ? SBX_B_FILE_WRITE : SBX_B_FILE_READ);
@@ -433,24 +427,11 @@ static void on_worker_lost(void *userdata, int error, bool protocol) {
 
 static int session_send_open(Session *s) {
         Broker *b = s->broker;
-        SbxMsg m;
-        int r;
-
-        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, s->id);
-        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(s->options.language));
-        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, s->options.memory_mb);
-        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
-        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
-        for (size_t i = 0; i < s->options.n_env; i++)
-                sbx_msg_put_str(&m, SBX_T_ENV, s->options.env[i]);
-        request_put_network(&s->options, &m);
         /* A session may start from the L1 snapshot too, unless its VM needs a NIC. */
-        if (b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options))
-                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
-        r = sbx_msg_send(&m, s->worker.fd);
-        sbx_msg_done(&m);
-        return r;
+        bool snapshot = b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options);
+
+        return worker_send_session_open(&s->worker, s->id, s->options.language, s->options.memory_mb, &s->options,
+                                        false, snapshot);
 }
 
 int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {

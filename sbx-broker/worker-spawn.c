@@ -12,6 +12,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proto.h"
+#include "validate.h"
 #include "worker-spawn.h"
 
 static int connect_worker_socket(const char *path, int *ret_fd) {
@@ -178,4 +179,48 @@ void worker_link_release(WorkerLink *l, bool kill_worker) {
         worker_link_close(l, kill_worker);
         if (worker_link_drop_slot(l))
                 broker_dispatch_queue(l->broker);
+}
+
+int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, uint32_t memory_mb,
+                             const SbxRequest *opts, bool warm, bool snapshot) {
+        Broker *b = l->broker;
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, id);
+        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(language));
+        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, memory_mb);
+        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
+        /* Always the resolved accelerator: without it every worker would probe KVM again. */
+        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
+        if (opts) {
+                for (size_t i = 0; i < opts->n_env; i++)
+                        sbx_msg_put_str(&m, SBX_T_ENV, opts->env[i]);
+                request_put_network(opts, &m);
+        }
+        if (warm)
+                sbx_msg_put_u8(&m, SBX_T_WARM, 1);
+        if (snapshot)
+                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
+        /* The worker reads its request first thing; a brief blocking write is fine. */
+        r = sbx_msg_send(&m, l->fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+int worker_send_exec(WorkerLink *l, uint64_t id, const char *code, size_t code_len, uint32_t timeout_ms,
+                     char *const *env, size_t n_env) {
+        SbxMsg m;
+        int r;
+
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, id);
+        sbx_msg_put(&m, SBX_T_CODE, code, code_len);
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, timeout_ms);
+        for (size_t i = 0; i < n_env; i++)
+                sbx_msg_put_str(&m, SBX_T_ENV, env[i]);
+        r = sbx_msg_send(&m, l->fd);
+        sbx_msg_done(&m);
+        return r;
 }

@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "frame.h"
+#include "request.h"
 
 /* A frame from the worker; a negative return is a protocol error. */
 typedef int (*worker_frame_handler_t)(void *userdata, uint8_t type, const uint8_t *payload, size_t len);
@@ -48,3 +49,12 @@ void worker_link_release(WorkerLink *l, bool kill_worker);
 /* Like worker_link_release(), but does not start queued work with the freed
  * budget: for callers that are about to use it themselves. */
 void worker_link_release_quiet(WorkerLink *l, bool kill_worker);
+
+/* B_SESSION_OPEN for a VM of this language and memory; opts (may be NULL) adds the session-wide
+ * env and the network options. WARM starts the interpreter before READY; SNAPSHOT restores (or
+ * builds) the L1 snapshot. */
+int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, uint32_t memory_mb,
+                             const SbxRequest *opts, bool warm, bool snapshot);
+/* B_EXEC: code for the VM's persistent interpreter. */
+int worker_send_exec(WorkerLink *l, uint64_t id, const char *code, size_t code_len, uint32_t timeout_ms,
+                     char *const *env, size_t n_env);
