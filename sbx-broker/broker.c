@@ -78,13 +78,18 @@ static void broker_derive_limits(Broker *b) {
                   b->mem_budget_mb, mem, reserve, b->config.memory_overcommit, b->max_vms);
 }
 
+bool broker_cpu_free(const Broker *b) {
+        return b->n_active - b->n_pool_idle < b->max_vms;
+}
+
 bool broker_can_admit(const Broker *b, uint32_t memory_mb) {
-        return b->n_active < b->max_vms && b->mem_used_mb + memory_mb + SBX_VM_OVERHEAD_MB <= b->mem_budget_mb;
+        return broker_cpu_free(b) && b->mem_used_mb + memory_mb + SBX_VM_OVERHEAD_MB <= b->mem_budget_mb;
 }
 
 bool broker_make_room(Broker *b, uint32_t memory_mb) {
         while (!broker_can_admit(b, memory_mb))
-                if (!pool_evict_one(b->pool))
+                /* Short of CPU, only stopping a booting pool VM helps; short of memory, any does. */
+                if (!pool_evict_one(b->pool, !broker_cpu_free(b)))
                         return false;
         return true;
 }

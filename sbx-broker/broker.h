@@ -30,7 +30,8 @@ typedef struct Broker {
         Pool *pool;
         Job *jobs_head, *jobs_tail; /* every live job, oldest first */
         Session *sessions_head, *sessions_tail;
-        uint32_t n_active;     /* jobs holding a VM slot */
+        uint32_t n_active;     /* VMs holding a share of the budget: jobs', sessions', the pool's */
+        uint32_t n_pool_idle;  /* of those, ready pool VMs: they hold memory but barely any CPU */
         uint32_t n_queued;
         uint64_t next_id;
         uint64_t n_total, n_failed;
@@ -51,6 +52,8 @@ bool bus_sender_is_admin(Broker *b, sd_bus_message *m);
 void broker_dispatch_queue(Broker *b);
 /* Whether one more VM of memory_mb fits the budget right now. */
 bool broker_can_admit(const Broker *b, uint32_t memory_mb);
+/* Whether one more VM may become busy (the CPU side alone): idle pool VMs do not count. */
+bool broker_cpu_free(const Broker *b);
 /* Makes room for a VM of memory_mb by stopping idle warm pool VMs, if that
  * is what stands in the way. Returns whether it fits now. */
 bool broker_make_room(Broker *b, uint32_t memory_mb);

@@ -87,6 +87,9 @@ static int on_reap(sd_event_source *s, void *userdata) {
 static void pool_vm_free(PoolVm *vm) {
         Pool *p = vm->pool;
 
+        if (vm->state == POOL_VM_READY)
+                p->broker->n_pool_idle--;
+
         /* Quiet: the caller decides whether the freed budget starts queued work. */
         worker_link_release_quiet(&vm->worker, true);
         if (vm->prev)
@@ -191,6 +194,7 @@ static int on_pool_vm_frame(void *userdata, uint8_t type, const uint8_t *p, size
                 if (--vm->warmups_left > 0)
                         return pool_vm_send_warmup(vm);
                 vm->state = POOL_VM_READY;
+                vm->pool->broker->n_pool_idle++;
                 vm->t_ready = now_usec(CLOCK_MONOTONIC);
                 vm->pool->n_failures = 0;
                 log_debug("Warm pool: a %s VM is ready (boot %" PRIu64 " ms%s).",
@@ -266,6 +270,21 @@ static void pool_count(const Pool *p, SbxLanguage language, uint32_t *ret_ready,
         *ret_starting = starting;
 }
 
+/* Stops the oldest ready VM of a language that has at least two. */
+static bool pool_evict_surplus(Pool *p) {
+        for (PoolVm *vm = p->head; vm; vm = vm->next) {
+                uint32_t r_l, s_l;
+                if (vm->state != POOL_VM_READY)
+                        continue;
+                pool_count(p, vm->language, &r_l, &s_l);
+                if (r_l + s_l >= 2) {
+                        pool_vm_free(vm);
+                        return true;
+                }
+        }
+        return false;
+}
+
 void pool_refill(Pool *p) {
         Broker *b;
 
@@ -283,24 +302,38 @@ void pool_refill(Pool *p) {
                 pool_count(p, -1, &ready, &starting);
                 if (starting >= POOL_STARTING_MAX)
                         break;
-                /* Round robin over the languages, so each gets its first VM early. */
+                /* The language furthest below its target first, so a budget too small for every
+                 * target still gives each language its share rather than filling the first. */
+                int best = -1;
+                double best_fill = 2.0;
                 for (int l = 0; l < _SBX_LANG_MAX; l++) {
                         uint32_t r_l, s_l;
                         pool_count(p, l, &r_l, &s_l);
-                        if (r_l + s_l >= p->target[l] || !broker_can_admit(b, b->config.default_memory_mb))
+                        if (r_l + s_l >= p->target[l])
                                 continue;
-                        if (pool_vm_start(p, l) < 0)
-                                break;
-                        started = true;
-                        break;
+                        double fill = (double) (r_l + s_l) / (double) p->target[l];
+                        if (fill < best_fill) {
+                                best_fill = fill;
+                                best = l;
+                        }
                 }
+                if (best < 0)
+                        break;
+                /* A language with no VM at all may take one from a language that has two or more. */
+                if (!broker_can_admit(b, b->config.default_memory_mb) &&
+                    !(best_fill == 0.0 && broker_cpu_free(b) && pool_evict_surplus(p) &&
+                      broker_can_admit(b, b->config.default_memory_mb)))
+                        break;
+                if (pool_vm_start(p, best) < 0)
+                        break;
+                started = true;
         }
         p->refilling = false;
 }
 
 bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, worker_frame_handler_t on_frame,
                worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit) {
-        if (!p || memory_mb != p->broker->config.default_memory_mb)
+        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
                 return false;
         for (PoolVm *vm = p->head; vm; vm = vm->next) {
                 if (vm->state != POOL_VM_READY || vm->language != language)
@@ -308,6 +341,9 @@ bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *ds
                 *ret_hit = vm->info;
                 ret_hit->idle_ms = (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u;
                 worker_link_move(dst, &vm->worker, on_frame, on_lost, userdata);
+                /* It is busy from now on: pool_vm_free() must not count it as idle. */
+                vm->state = POOL_VM_BOOTING;
+                p->broker->n_pool_idle--;
                 pool_vm_free(vm); /* the link is empty now: only the entry goes */
                 p->hits++;
                 return true;
@@ -316,7 +352,7 @@ bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *ds
 }
 
 bool pool_has_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb) {
-        if (!p || memory_mb != p->broker->config.default_memory_mb)
+        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
                 return false;
         for (const PoolVm *vm = p->head; vm; vm = vm->next)
                 if (vm->state == POOL_VM_READY && vm->language == language)
@@ -329,16 +365,16 @@ void pool_count_miss(Pool *p) {
                 p->misses++;
 }
 
-bool pool_evict_one(Pool *p) {
+bool pool_evict_one(Pool *p, bool starting_only) {
         PoolVm *victim = NULL;
 
         if (!p)
                 return false;
-        /* A booting VM is the furthest from being useful. */
+        /* A booting VM is the furthest from being useful, and the only kind that uses the CPU. */
         for (PoolVm *vm = p->head; vm && !victim; vm = vm->next)
                 if (vm->state != POOL_VM_READY)
                         victim = vm;
-        if (!victim)
+        if (!victim && !starting_only)
                 victim = p->head;
         if (!victim)
                 return false;

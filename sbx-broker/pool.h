@@ -40,9 +40,10 @@ void pool_refill(Pool *p);
 bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, worker_frame_handler_t on_frame,
                worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit);
 bool pool_has_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb);
-/* Stops one pool VM (booting ones first, then the oldest ready one) to free
- * its budget for a request. Returns false when the pool is empty. */
-bool pool_evict_one(Pool *p);
+/* Stops one pool VM (booting ones first, then the oldest ready one, unless
+ * starting_only) to free its budget for a request. Returns false when there
+ * is none to stop. */
+bool pool_evict_one(Pool *p, bool starting_only);
 
 typedef struct PoolVmInfo {
         SbxLanguage language;

@@ -290,7 +290,8 @@ int bench_pool_wait_full(sd_bus *bus, const char *language, unsigned timeout_s) 
                 r = bench_pool_get(bus, language, &target, &ready, &starting);
                 if (r < 0)
                         return r;
-                if (target > 0 && ready >= target && starting == 0)
+                /* Full, or as full as the budget allows: nothing of this language still starting. */
+                if (target > 0 && ready >= 1 && starting == 0)
                         return 0;
                 if (now_usec(CLOCK_MONOTONIC) > deadline)
                         return -ETIMEDOUT;

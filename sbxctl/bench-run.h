@@ -44,7 +44,8 @@ int bench_cmp_double(const void *a, const void *b);
 int bench_pool_get(sd_bus *bus, const char *language, uint32_t *ret_target, uint32_t *ret_ready,
                    uint32_t *ret_starting);
 int bench_pool_set(sd_bus *bus, const char *language, uint32_t size);
-/* Waits until the language's pool is full and nothing in it is starting. */
+/* Waits until the language's pool has a ready VM and nothing of it is starting (full, or as full
+ * as the admission budget lets it be). */
 int bench_pool_wait_full(sd_bus *bus, const char *language, unsigned timeout_s);
 
 /* Host memory of the ready pool VMs' QEMU processes (smaps_rollup), medians in MB. */
