@@ -287,15 +287,37 @@ DBUS_STARTER_ADDRESS=$SBX_BUS_ADDRESS "$BUILD/sbx-broker/sbx-broker" --config "$
 for _ in $(seq 50); do $BUSCTL status org.sbx.Broker1 >/dev/null 2>&1 && break; sleep 0.1; done
 busctl_run 'a{sv}' 5 language s raw code s 'curl -sS --max-time 8 http://allowed.test/; curl -sS --max-time 5 http://other.test/ || echo other-refused' \
     allow_network b true allowed_domains as 1 allowed.test expose_ports as 1 8000
-if grep -q "InvalidArgs\|Unknown\|unknown" "$TMP/bus.err" && ! grep -q '"exit_code"' "$TMP/bus.json"; then
-    ok "# SKIP the broker does not accept allow_network/allowed_domains/expose_ports yet"
-else
-    diag "$(head -c 600 "$TMP/bus.json")"
-    check "broker: Run with allow_network + allowed_domains reaches allowed.test" grep -q "host-a allowed.test" "$TMP/bus.json"
-    check "broker: a name that is not allowed fails" grep -q "other-refused" "$TMP/bus.json"
-    check "broker: the result carries exposed_ports (tcp 8000 → 127.0.0.1:EXT)" \
-        bash -c 'jq -e ".data[0].exposed_ports.data[0][0] == \"tcp\" and .data[0].exposed_ports.data[0][1] == 8000" "$1" >/dev/null' _ "$TMP/bus.json"
-fi
+diag "$(head -c 600 "$TMP/bus.json")"
+check "broker: Run with allow_network + allowed_domains reaches allowed.test" grep -q "host-a allowed.test" "$TMP/bus.json"
+check "broker: a name that is not allowed fails" grep -q "other-refused" "$TMP/bus.json"
+check "broker: the result carries exposed_ports (tcp 8000 → 127.0.0.1:EXT)" \
+    bash -c 'jq -e ".data[0].exposed_ports.data[0][0] == \"tcp\" and .data[0].exposed_ports.data[0][1] == 8000" "$1" >/dev/null' _ "$TMP/bus.json"
+
+# The CLI: --allow-domain, --network (with its warning), --expose (URL printed before the run).
+"$SBX" run -l raw --allow-domain allowed.test 'curl -sS --max-time 8 http://allowed.test/' >"$TMP/cli.out" 2>"$TMP/cli.err"
+check "sbx run --allow-domain reaches allowed.test" grep -q "host-a allowed.test" "$TMP/cli.out"
+[[ -s "$TMP/cli.out" ]] || diag "$(cat "$TMP/cli.err")"
+"$SBX" run -l raw --network 'true' >/dev/null 2>"$TMP/cli2.err"
+check "sbx run --network without --allow-domain warns about full access" grep -q "full outbound access" "$TMP/cli2.err"
+"$SBX" run -l raw -t 60 --expose 8000 \
+    'cd /tmp && echo hello-from-guest >index.html && timeout 40 python3 -m http.server 8000 >/dev/null 2>&1' \
+    >/dev/null 2>"$TMP/cli3.err" &
+cli=$!
+url=""
+for _ in $(seq 100); do
+    url=$(sed -n 's|.*guest port 8000/tcp is at \(http://[0-9.:]*\).*|\1|p' "$TMP/cli3.err")
+    [[ -n $url ]] && break
+    sleep 0.1
+done
+got=""
+for _ in $(seq 100); do
+    got=$(curl -s --max-time 2 "$url/index.html" 2>/dev/null)
+    [[ "$got" == hello-from-guest ]] && break
+    sleep 0.3
+done
+check "sbx run --expose: the host reaches the guest's server at the printed URL ($url)" [ "$got" = hello-from-guest ]
+kill "$cli" 2>/dev/null
+wait "$cli" 2>/dev/null
 stop_bus
 
 # --- netd killed mid-run: fail closed -----------------------------------------------
