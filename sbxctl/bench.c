@@ -16,6 +16,7 @@
 #include "bench.h"
 #include "bus-names.h"
 #include "bus-util.h"
+#include "cache.h"
 #include "fdio.h"
 #include "macro.h"
 
@@ -214,6 +215,18 @@ static int bench_tiers(sd_bus *bus, const BenchOptions *opt) {
                                         if (s[i].ok)
                                                 bs->values[bs->n++] = s[i].first_output_ms;
                         }
+                }
+                uint64_t snap_apparent, snap_disk, snap_state;
+                if (sbxctl_cache_snapshot_size(lang, &snap_apparent, &snap_disk, &snap_state) >= 0) {
+                        if (!opt->json)
+                                printf("%-11s L1 snapshot: RAM file %.1f MB apparent, %.1f MB on disk; device state "
+                                       "%.1f KB\n",
+                                       lang, snap_apparent / 1e6, snap_disk / 1e6, snap_state / 1e3);
+                        else
+                                printf(",{\"language\":\"%s\",\"snapshot_apparent_bytes\":%llu,"
+                                       "\"snapshot_disk_bytes\":%llu,\"snapshot_state_bytes\":%llu}",
+                                       lang, (unsigned long long) snap_apparent, (unsigned long long) snap_disk,
+                                       (unsigned long long) snap_state);
                 }
                 if (n_mem > 0) {
                         if (!opt->json)

@@ -166,3 +166,33 @@ int sbxctl_cache(int argc, char **argv) {
         sbx_config_done(&c);
         return ret;
 }
+
+int sbxctl_cache_snapshot_size(const char *language, uint64_t *ret_apparent, uint64_t *ret_disk,
+                               uint64_t *ret_state) {
+        SnapshotStore s = SNAPSHOT_STORE_NULL;
+        _cleanup_free_ SnapshotEntry *l = NULL;
+        SbxConfig c;
+        size_t n = 0;
+        int r;
+
+        r = sbx_config_load(&c, NULL);
+        if (r < 0)
+                return r;
+        r = snapshot_store_open(c.state_dir, false, &s);
+        sbx_config_done(&c);
+        if (r < 0)
+                return r;
+        r = snapshot_list(&s, &l, &n);
+        snapshot_store_close(&s);
+        if (r < 0)
+                return r;
+        /* Listed oldest use first: the last match is the one in use. */
+        for (size_t i = n; i-- > 0;)
+                if (l[i].valid_meta && strcmp(l[i].meta.language, language) == 0) {
+                        *ret_apparent = l[i].apparent_bytes;
+                        *ret_disk = l[i].disk_bytes;
+                        *ret_state = l[i].meta.state_size;
+                        return 0;
+                }
+        return -ENOENT;
+}
