@@ -412,6 +412,10 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
         framed_conn_drain(&w->guest);
         if (w->state == WORKER_DONE)
                 return 0;
+        /* Draining may have ended this attempt already (a failed snapshot restore whose closed channel
+         * started the cold fallback, which stopped and reaped this QEMU): its exit is no news then. */
+        if (w->qemu_exit != s)
+                return 0;
 
         status = si->si_code == CLD_EXITED ? W_EXITCODE(si->si_status, 0) : si->si_status;
         if (w->snap && w->qemu_exit == s) {
