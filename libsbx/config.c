@@ -162,6 +162,21 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
                 return set_str(&c->state_dir, value);
         if (strcmp(key, "cgroup_parent") == 0)
                 return set_str(&c->cgroup_parent, value);
+        if (strcmp(key, "qemu_uid_range") == 0) {
+                /* "FIRST-LAST", or "" / "none" for one shared uid */
+                unsigned long long first, last;
+                char tail;
+                if (!*value || strcmp(value, "none") == 0) {
+                        c->qemu_uid_first = c->qemu_uid_count = 0;
+                        return 0;
+                }
+                if (sscanf(value, "%llu-%llu%c", &first, &last, &tail) != 2 || first < 1000 || last < first ||
+                    last >= 0x7fffffffULL || last - first >= 1000000)
+                        return -EINVAL;
+                c->qemu_uid_first = (uint32_t) first;
+                c->qemu_uid_count = (uint32_t) (last - first + 1);
+                return 0;
+        }
         if (strcmp(key, "netd_socket") == 0)
                 return *value ? set_str(&c->netd_socket, value) : -EINVAL;
         if (strcmp(key, "admin_group") == 0)
@@ -215,6 +230,9 @@ static int config_defaults(SbxConfig *c) {
                 /* A booting TCG guest keeps a core busy; idle and warm ones barely use one. */
                 .cpu_overcommit = 2.0,
                 .snapshots = true,
+                /* Far above login users, system users, DynamicUser= and common subuid ranges. */
+                .qemu_uid_first = 0x70000000u,
+                .qemu_uid_count = 65536,
         };
         if (!rt) {
                 const char *x = getenv("XDG_RUNTIME_DIR");

@@ -29,6 +29,9 @@ typedef struct SbxConfig {
         char *cgroup_parent; /* cgroup path (relative to each hierarchy) for VM cgroups; "" disables */
         char *admin_group;   /* members administer other users' jobs and sessions, like root; NULL: root only */
         char *netd_socket;   /* sbx-netd's control socket (networked VMs; docs/network.md) */
+        /* A uid (and gid) of its own for each VM's QEMU, from [first, first + count) (count 0: every
+         * QEMU runs as sbx-qemu or nobody). Needs a root worker. */
+        uint32_t qemu_uid_first, qemu_uid_count;
         SbxAccel accel;
         uint32_t max_vms;          /* concurrent VMs; 0 = derived from host memory and CPUs */
         uint32_t queue_max;        /* requests waiting for a slot before Capacity */

@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -249,6 +251,41 @@ int qemu_resolve_creds(QemuCreds *ret) {
                   c.n_groups ? ", group kvm" : "");
         *ret = c;
         return 0;
+}
+
+int qemu_creds_take_vm_uid(QemuCreds *c, const char *lock_dir, uint32_t first, uint32_t count, int *ret_lock_fd) {
+        _cleanup_close_ int dir_fd = -EBADF;
+
+        if (!c->drop || count == 0)
+                return 0;
+        if (mkdir(lock_dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        dir_fd = open(lock_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dir_fd < 0)
+                return -errno;
+        /* Lowest free first: the lock files stay as many as VMs ever ran at once. A uid is free once
+         * its worker is gone, and with it its QEMU (PDEATHSIG, and the cgroup is destroyed). */
+        for (uint32_t i = 0; i < count; i++) {
+                uint32_t uid = first + i;
+                char name[16];
+                snprintf(name, sizeof name, "%u", uid);
+                _cleanup_close_ int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (fd < 0)
+                        return -errno;
+                /* Held until this worker exits, however it exits. */
+                if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                        if (errno == EWOULDBLOCK)
+                                continue;
+                        return -errno;
+                }
+                c->uid = (uid_t) uid;
+                c->gid = (gid_t) uid;
+                snprintf(c->user, sizeof c->user, "uid %u", uid);
+                *ret_lock_fd = TAKE_FD(fd);
+                log_debug("QEMU will run as uid/gid %u, this VM's own.", uid);
+                return 0;
+        }
+        return -EUSERS;
 }
 
 int qemu_images_open(const char *kernel, const char *initrd, const char *rootfs, QemuImages *ret,

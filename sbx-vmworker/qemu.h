@@ -81,6 +81,11 @@ typedef struct QemuCreds {
         char user[32];   /* for log messages */
 } QemuCreds;
 
+/* With creds->drop and a uid range: takes the lowest uid of the range that no other VM uses (a
+ * lock file under lock_dir, held by *ret_lock_fd for the VM's life) as QEMU's uid and gid, keeping the
+ * supplementary groups. Call before the worker's seccomp filter. */
+int qemu_creds_take_vm_uid(QemuCreds *c, const char *lock_dir, uint32_t first, uint32_t count, int *ret_lock_fd);
+
 /* When we are root: user "sbx-qemu" if it exists, else "nobody" (65534), plus group "kvm" if it
  * exists. Otherwise drop = false. Call before the worker's seccomp filter (it reads /etc/passwd). */
 int qemu_resolve_creds(QemuCreds *ret);

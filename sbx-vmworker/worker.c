@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -696,6 +697,20 @@ static void worker_start(Worker *w) {
         }
 
         (void) qemu_resolve_creds(&w->qemu_creds);
+        if (w->qemu_creds.drop && w->config->qemu_uid_count > 0) {
+                _cleanup_free_ char *dir = NULL;
+                /* Lock files, not runtime state: they stay (empty) for the next VMs. */
+                if (asprintf(&dir, "%s/qemu-uids", w->config->state_dir) < 0)
+                        dir = NULL;
+                (void) mkdir(w->config->state_dir, 0755);
+                r = dir ? qemu_creds_take_vm_uid(&w->qemu_creds, dir, w->config->qemu_uid_first,
+                                                 w->config->qemu_uid_count, &w->qemu_uid_lock_fd)
+                        : -ENOMEM;
+                if (r < 0) {
+                        worker_fail(w, SBX_ERR_INTERNAL, "Failed to take a uid of its own for QEMU: %s", strerror(-r));
+                        return;
+                }
+        }
         w->n_attempts = WORKER_BOOT_ATTEMPTS;
         if (w->snap)
                 snapshot_plan(w->snap, &o);
@@ -860,7 +875,7 @@ int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker *
         }
         w->event = sd_event_ref(event);
         w->config = config;
-        w->console_fd = w->qemu_stderr_fd = -EBADF;
+        w->console_fd = w->qemu_stderr_fd = w->qemu_uid_lock_fd = -EBADF;
         w->guest.fd = -EBADF;
         w->net = (VmNetwork) VM_NETWORK_NULL;
         for (size_t i = 0; i < ELEMENTSOF(w->attempts); i++) {
@@ -896,6 +911,8 @@ Worker *worker_free(Worker *w) {
         worker_discard_attempts(w);
         vm_network_release(&w->net);
         vm_cgroup_destroy(&w->cgroup);
+        /* QEMU is gone: its uid is free for the next VM. */
+        w->qemu_uid_lock_fd = safe_close(w->qemu_uid_lock_fd);
         w->session = session_free(w->session);
         w->snap = snapshot_free(w->snap);
         if (w->guest.fd >= 0 || w->guest.out)

@@ -73,6 +73,7 @@ typedef struct Worker {
                 int agent_fd, console_fd, stderr_fd; /* the worker's ends */
         } attempts[WORKER_ATTEMPTS_MAX];
         QemuCreds qemu_creds;
+        int qemu_uid_lock_fd; /* holds this VM's QEMU uid (qemu_uid_range) */
         pid_t qemu_pid;
         sd_event_source *qemu_exit;
         FramedConn guest;

@@ -346,6 +346,17 @@ static void test_budget_and_pool(void) {
         ASSERT_ERROR(sbx_config_parse_line(&c, "warm_pool_size = python:65"), EINVAL);
         ASSERT_ERROR(sbx_config_parse_line(&c, "warm_pool_size = python"), EINVAL);
         ASSERT_ERROR(sbx_config_parse_pool_size("python:1,javascript:", sizes), EINVAL);
+
+        ASSERT_OK(sbx_config_parse_line(&c, "qemu_uid_range = 100000-100999"));
+        ASSERT_EQ(c.qemu_uid_first, 100000);
+        ASSERT_EQ(c.qemu_uid_count, 1000);
+        ASSERT_OK(sbx_config_parse_line(&c, "qemu_uid_range = none"));
+        ASSERT_EQ(c.qemu_uid_count, 0);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "qemu_uid_range = 0-10"), EINVAL);        /* root and system uids */
+        ASSERT_ERROR(sbx_config_parse_line(&c, "qemu_uid_range = 200000-100000"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "qemu_uid_range = 100000-"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "qemu_uid_range = 100000-100001x"), EINVAL);
+        ASSERT_ERROR(sbx_config_parse_line(&c, "qemu_uid_range = 2147483000-2147483647"), EINVAL);
         /* A refused value leaves the previous one. */
         ASSERT_EQ(c.warm_pool_size[SBX_LANG_PYTHON], 3);
         sbx_config_done(&c);
