@@ -22,7 +22,7 @@
 
 #include "sha256.h"
 
-#define SNAPSHOT_FORMAT_VERSION 2u /* 2: the VM has a virtio-balloon device */
+#define SNAPSHOT_FORMAT_VERSION 3u /* 2 had a virtio-balloon device, 3 has none again */
 #define SNAPSHOT_META_MAX 4096u
 #define SNAPSHOT_KEY_SIZE SHA256_HEX_SIZE
 

@@ -299,14 +299,28 @@ int bench_pool_wait_full(sd_bus *bus, const char *language, unsigned timeout_s) 
         }
 }
 
-/* "Rss:" and "Pss:" of /proc/PID/smaps_rollup, in kB. */
+/* The QEMU behind a pid the broker reports: with a PID namespace of its own, QEMU is the only child
+ * of a small stand-in process (sbx-vmworker/qemu.c), whose pid is the one reported. */
+static uint32_t qemu_behind(uint32_t pid) {
+        char path[64];
+        unsigned child = 0;
+        _cleanup_fclose_ FILE *f = NULL;
+
+        snprintf(path, sizeof path, "/proc/%u/task/%u/children", pid, pid);
+        f = fopen(path, "re");
+        if (f && fscanf(f, "%u", &child) == 1 && child > 0)
+                return child;
+        return pid;
+}
+
+/* "Rss:" and "Pss:" of /proc/PID/smaps_rollup, in kB (of QEMU itself, see qemu_behind()). */
 static int read_rollup(uint32_t pid, uint64_t *ret_rss, uint64_t *ret_pss) {
         char path[64], line[256];
         _cleanup_fclose_ FILE *f = NULL;
         unsigned long long v;
         bool rss = false, pss = false;
 
-        snprintf(path, sizeof path, "/proc/%u/smaps_rollup", pid);
+        snprintf(path, sizeof path, "/proc/%u/smaps_rollup", qemu_behind(pid));
         f = fopen(path, "re");
         if (!f)
                 return -errno;

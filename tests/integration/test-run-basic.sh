@@ -41,7 +41,7 @@ check "the result carries timings" [ "$(jget .timing_boot_ms)" -gt 0 -a "$(jget 
 diag "boot $(jget .timing_boot_ms) ms, exec $(jget .execution_time_ms) ms, total $(jget .timing_total_ms) ms, accel $(jget .accel)"
 
 # QEMU itself, seen from the host while a run is going: not root, no capabilities, and in mount,
-# IPC and network namespaces of its own (this VM has no NIC).
+# IPC, network and PID namespaces of its own (this VM has no NIC).
 "$SBX" run 'import time; time.sleep(5)' >/dev/null 2>&1 &
 runner=$!
 q=""
@@ -50,7 +50,7 @@ if [[ -n "$q" ]]; then
     check "QEMU runs as a non-root uid" [ "$(awk '/^Uid:/ {print $3}' /proc/$q/status)" != 0 ]
     check "QEMU has no effective or permitted capabilities" \
         [ "$(awk '/^CapEff:/ {print $2}' /proc/$q/status)$(awk '/^CapPrm:/ {print $2}' /proc/$q/status)" = 00000000000000000000000000000000 ]
-    for ns in mnt ipc net; do
+    for ns in mnt ipc net pid; do
         check "QEMU has its own $ns namespace" [ "$(readlink /proc/$q/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ]
     done
 else
