@@ -17,6 +17,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proto.h"
+#include "init.h"
 #include "session.h"
 
 /* How long output may keep trickling in after the code exited and every
@@ -49,6 +50,7 @@ typedef struct Agent {
         bool running;
         Exec exec;
         unsigned n_execs;
+        uint64_t last_memory_check;
         Session sessions[_SBX_LANG_MAX];
         FileWrite file_write;
         uint8_t buf[SBX_OUTPUT_CHUNK_MAX];
@@ -374,6 +376,34 @@ static void reap_children(Agent *a) {
         }
 }
 
+/* Memory guard: under TCG a guest out of memory could thrash on its page cache for a minute
+ * before the kernel's OOM killer acted (the memory-hog test then hit its timeout). While code runs,
+ * when both the memory still available and the zram swap are nearly gone, kill it here, as the OOM
+ * killer would (SIGKILL: exit 137). The agent itself lives in the initramfs and is never reclaimed. */
+#define MEMORY_CHECK_USEC (250u * 1000u)
+
+static bool memory_exhausted(void) {
+        uint64_t total, avail, swap_total = 0, swap_free = 0;
+
+        if (meminfo_bytes("MemTotal", &total) < 0 || meminfo_bytes("MemAvailable", &avail) < 0)
+                return false;
+        (void) meminfo_bytes("SwapTotal", &swap_total);
+        (void) meminfo_bytes("SwapFree", &swap_free);
+        return avail * 100 < total * 3 && (swap_total == 0 || swap_free * 100 < swap_total * 5);
+}
+
+static void check_memory(Agent *a) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (!a->running || a->exec.exited || now - a->last_memory_check < MEMORY_CHECK_USEC)
+                return;
+        a->last_memory_check = now;
+        if (!memory_exhausted())
+                return;
+        log_info("exec %u: the guest is out of memory; killing the code", a->n_execs);
+        kill_user_processes();
+}
+
 static void on_timeout(Agent *a) {
         uint64_t expirations;
 
@@ -521,12 +551,15 @@ int agent_run(int port_fd) {
                 if (a->running && e->exited && !cur) {
                         uint64_t now = now_usec(CLOCK_MONOTONIC);
                         timeout = now >= e->drain_deadline ? 0 : (int) ((e->drain_deadline - now + 999) / 1000);
-                }
+                } else if (a->running && !e->exited)
+                        timeout = MEMORY_CHECK_USEC / 1000u; /* check_memory() */
                 if (poll(p, ELEMENTSOF(p), timeout) < 0) {
                         if (errno == EINTR)
                                 continue;
                         return log_error_errno(errno, "poll() failed: %m");
                 }
+
+                check_memory(a);
 
                 /* Output first: whatever the code wrote goes out before EXIT. */
                 if (p[3].revents) {
