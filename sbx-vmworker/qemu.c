@@ -168,9 +168,8 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         argv_add(&b, "virtio-blk-device,drive=root");
         argv_add(&b, "-device");
         argv_add(&b, "virtio-rng-device");
-        /* No virtio-balloon: with it (free page reporting on or off) a guest under memory pressure
-         * livelocked instead of OOM-killing about half the time under TCG (a memory hog ran into its
-         * 60 s timeout instead of dying in 4 s); without it, 5 of 5 were killed at once. */
+        /* No virtio-balloon: free page reporting gave idle pool VMs nothing back (their memory is
+         * mostly the snapshot's shared pages) and is one more device to restore. */
         /* The agent channel: one end of a socketpair, so there is no socket file to leak. */
         argv_add(&b, "-device");
         argv_add(&b, "virtio-serial-device");
