@@ -331,33 +331,35 @@ void pool_refill(Pool *p) {
         p->refilling = false;
 }
 
+/* The oldest ready VM that a run of this language and memory may take now, or NULL. */
+static PoolVm *pool_find_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb) {
+        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
+                return NULL;
+        for (PoolVm *vm = p->head; vm; vm = vm->next)
+                if (vm->state == POOL_VM_READY && vm->language == language)
+                        return vm;
+        return NULL;
+}
+
 bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, worker_frame_handler_t on_frame,
                worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit) {
-        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
+        PoolVm *vm = pool_find_ready(p, language, memory_mb);
+
+        if (!vm)
                 return false;
-        for (PoolVm *vm = p->head; vm; vm = vm->next) {
-                if (vm->state != POOL_VM_READY || vm->language != language)
-                        continue;
-                *ret_hit = vm->info;
-                ret_hit->idle_ms = (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u;
-                worker_link_move(dst, &vm->worker, on_frame, on_lost, userdata);
-                /* It is busy from now on: pool_vm_free() must not count it as idle. */
-                vm->state = POOL_VM_BOOTING;
-                p->broker->n_pool_idle--;
-                pool_vm_free(vm); /* the link is empty now: only the entry goes */
-                p->hits++;
-                return true;
-        }
-        return false;
+        *ret_hit = vm->info;
+        ret_hit->idle_ms = (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u;
+        worker_link_move(dst, &vm->worker, on_frame, on_lost, userdata);
+        /* It is busy from now on: pool_vm_free() must not count it as idle. */
+        vm->state = POOL_VM_BOOTING;
+        p->broker->n_pool_idle--;
+        pool_vm_free(vm); /* the link is empty now: only the entry goes */
+        p->hits++;
+        return true;
 }
 
 bool pool_has_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb) {
-        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
-                return false;
-        for (const PoolVm *vm = p->head; vm; vm = vm->next)
-                if (vm->state == POOL_VM_READY && vm->language == language)
-                        return true;
-        return false;
+        return pool_find_ready(p, language, memory_mb) != NULL;
 }
 
 void pool_count_miss(Pool *p) {

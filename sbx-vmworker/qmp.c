@@ -169,6 +169,23 @@ static int parse_literal(Parser *ps, const char *lit) {
         return 0;
 }
 
+/* What follows a member of an object or an element of an array: 1 after ',' (another one comes),
+ * 0 after the closing bracket, -EBADMSG otherwise. */
+static int after_member(Parser *ps, char close) {
+        skip_ws(ps);
+        if (ps->p >= ps->end)
+                return -EBADMSG;
+        if (*ps->p == ',') {
+                ps->p++;
+                return 1;
+        }
+        if (*ps->p == close) {
+                ps->p++;
+                return 0;
+        }
+        return -EBADMSG;
+}
+
 static int parse_object(Parser *ps) {
         unsigned depth = ps->depth; /* keys of this object are path[depth] */
         bool first = true;
@@ -243,18 +260,9 @@ static int parse_object(Parser *ps) {
                 if (r < 0)
                         return r;
                 first = false;
-                skip_ws(ps);
-                if (ps->p >= ps->end)
-                        return -EBADMSG;
-                if (*ps->p == ',') {
-                        ps->p++;
-                        continue;
-                }
-                if (*ps->p == '}') {
-                        ps->p++;
-                        return 0;
-                }
-                return -EBADMSG;
+                r = after_member(ps, '}');
+                if (r <= 0)
+                        return r;
         }
 }
 
@@ -281,18 +289,9 @@ static int parse_array(Parser *ps) {
                 if (r < 0)
                         return r;
                 first = false;
-                skip_ws(ps);
-                if (ps->p >= ps->end)
-                        return -EBADMSG;
-                if (*ps->p == ',') {
-                        ps->p++;
-                        continue;
-                }
-                if (*ps->p == ']') {
-                        ps->p++;
-                        return 0;
-                }
-                return -EBADMSG;
+                r = after_member(ps, ']');
+                if (r <= 0)
+                        return r;
         }
 }
 

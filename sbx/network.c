@@ -73,39 +73,36 @@ void sbx_network_announce(const SbxNetworkOptions *o) {
                         o->expose[i].udp ? "udp" : "tcp", o->expose[i].udp ? "udp" : "http", o->expose[i].external);
 }
 
+/* {key: as} inside an open a{sv}. */
+static int append_strv(sd_bus_message *m, const char *key, const char *const *v, size_t n) {
+        int r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(m, "s", v[i]);
+        for (int k = 0; r >= 0 && k < 3; k++)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 int sbx_append_network(sd_bus_message *m, const SbxNetworkOptions *o) {
+        char expose[SBX_EXPOSE_MAX][32];
+        const char *expose_v[SBX_EXPOSE_MAX];
         int r = 0;
 
         if (o->network)
                 r = sd_bus_message_append(m, "{sv}", "allow_network", "b", 1);
-        if (r >= 0 && o->n_domains > 0) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "allowed_domains");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'a', "s");
-                for (size_t i = 0; r >= 0 && i < o->n_domains; i++)
-                        r = sd_bus_message_append(m, "s", o->domains[i]);
-                for (int k = 0; r >= 0 && k < 3; k++)
-                        r = sd_bus_message_close_container(m);
+        if (r >= 0 && o->n_domains > 0)
+                r = append_strv(m, "allowed_domains", o->domains, o->n_domains);
+        for (size_t i = 0; i < o->n_expose; i++) {
+                sbx_expose_format(&o->expose[i], expose[i], sizeof expose[i]);
+                expose_v[i] = expose[i];
         }
-        if (r >= 0 && o->n_expose > 0) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "expose_ports");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "as");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'a', "s");
-                for (size_t i = 0; r >= 0 && i < o->n_expose; i++) {
-                        char buf[32];
-                        sbx_expose_format(&o->expose[i], buf, sizeof buf);
-                        r = sd_bus_message_append(m, "s", buf);
-                }
-                for (int k = 0; r >= 0 && k < 3; k++)
-                        r = sd_bus_message_close_container(m);
-        }
+        if (r >= 0 && o->n_expose > 0)
+                r = append_strv(m, "expose_ports", expose_v, o->n_expose);
         return r;
 }
