@@ -384,11 +384,14 @@ static void reap_children(Agent *a) {
 
 static bool memory_exhausted(void) {
         uint64_t total, avail, swap_total = 0, swap_free = 0;
+        char buf[4096];
 
-        if (meminfo_bytes("MemTotal", &total) < 0 || meminfo_bytes("MemAvailable", &avail) < 0)
+        /* One read of /proc/meminfo every check: it is not free under emulation. */
+        if (meminfo_read(buf, sizeof buf) < 0 || meminfo_lookup(buf, "MemTotal", &total) < 0 ||
+            meminfo_lookup(buf, "MemAvailable", &avail) < 0)
                 return false;
-        (void) meminfo_bytes("SwapTotal", &swap_total);
-        (void) meminfo_bytes("SwapFree", &swap_free);
+        (void) meminfo_lookup(buf, "SwapTotal", &swap_total);
+        (void) meminfo_lookup(buf, "SwapFree", &swap_free);
         return avail * 100 < total * 3 && (swap_total == 0 || swap_free * 100 < swap_total * 5);
 }
 

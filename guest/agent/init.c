@@ -52,14 +52,13 @@ _noreturn_ void guest_poweroff(void) {
                 pause();
 }
 
-int meminfo_bytes(const char *key, uint64_t *ret) {
-        char buf[4096];
-        size_t klen = strlen(key);
-        int r;
+int meminfo_read(char *buf, size_t size) {
+        return read_small_file("/proc/meminfo", buf, size);
+}
 
-        r = read_small_file("/proc/meminfo", buf, sizeof buf);
-        if (r < 0)
-                return r;
+int meminfo_lookup(const char *buf, const char *key, uint64_t *ret) {
+        size_t klen = strlen(key);
+
         for (const char *line = buf; line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
                 unsigned long long kb;
 
@@ -71,6 +70,16 @@ int meminfo_bytes(const char *key, uint64_t *ret) {
                 return 0;
         }
         return -ENOENT;
+}
+
+int meminfo_bytes(const char *key, uint64_t *ret) {
+        char buf[4096];
+        int r;
+
+        r = meminfo_read(buf, sizeof buf);
+        if (r < 0)
+                return r;
+        return meminfo_lookup(buf, key, ret);
 }
 
 static bool cmdline_has(const char *cmdline, const char *word) {

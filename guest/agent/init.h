@@ -33,5 +33,8 @@ int guest_open_port(const char *name, uint64_t timeout_usec);
 
 /* Reads a "Key:   N kB" line of /proc/meminfo, in bytes. */
 int meminfo_bytes(const char *key, uint64_t *ret);
+/* /proc/meminfo once into buf (NUL-terminated), then any number of lookups in it. */
+int meminfo_read(char *buf, size_t size);
+int meminfo_lookup(const char *buf, const char *key, uint64_t *ret);
 
 _noreturn_ void guest_poweroff(void);
