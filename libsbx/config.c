@@ -179,6 +179,10 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
         }
         if (strcmp(key, "netd_socket") == 0)
                 return *value ? set_str(&c->netd_socket, value) : -EINVAL;
+        if (strcmp(key, "cache_socket") == 0) /* "": the broker runs its own sbx-cache */
+                return set_str(&c->cache_socket, value);
+        if (strcmp(key, "cache_path") == 0)
+                return *value ? set_str(&c->cache_path, value) : -EINVAL;
         if (strcmp(key, "admin_group") == 0)
                 return *value ? set_str(&c->admin_group, value) : 0;
         if (strcmp(key, "accel") == 0)
@@ -241,7 +245,8 @@ static int config_defaults(SbxConfig *c) {
         }
         if (set_str(&c->kernel, SBX_DATADIR "/bzImage") < 0 || set_str(&c->initrd, SBX_DATADIR "/initramfs.cpio") < 0 ||
             set_str(&c->rootfs, SBX_DATADIR "/rootfs.erofs") < 0 || set_str(&c->qemu, "qemu-system-x86_64") < 0 ||
-            set_str(&c->worker_path, SBX_LIBEXECDIR "/sbx-vmworker") < 0 || set_str(&c->runtime_dir, rt) < 0 ||
+            set_str(&c->worker_path, SBX_LIBEXECDIR "/sbx-vmworker") < 0 ||
+            set_str(&c->cache_path, SBX_LIBEXECDIR "/sbx-cache") < 0 || set_str(&c->runtime_dir, rt) < 0 ||
             set_str(&c->state_dir, getuid() == 0 ? "/var/lib/sbx" : "/tmp/sbx-state") < 0 ||
             set_str(&c->cgroup_parent, "sbx") < 0 || set_str(&c->netd_socket, NETD_CONTROL_SOCKET) < 0)
                 return -ENOMEM;
@@ -300,5 +305,7 @@ void sbx_config_done(SbxConfig *c) {
         free(c->cgroup_parent);
         free(c->admin_group);
         free(c->netd_socket);
+        free(c->cache_socket);
+        free(c->cache_path);
         *c = (SbxConfig) {};
 }

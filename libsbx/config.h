@@ -29,6 +29,9 @@ typedef struct SbxConfig {
         char *cgroup_parent; /* cgroup path (relative to each hierarchy) for VM cgroups; "" disables */
         char *admin_group;   /* members administer other users' jobs and sessions, like root; NULL: root only */
         char *netd_socket;   /* sbx-netd's control socket (networked VMs; docs/network.md) */
+        char *cache_socket;  /* sbx-cache's socket (sbx-cache.socket); NULL/"": the broker runs sbx-cache itself
+                              * on runtime_dir/cache.sock */
+        char *cache_path;    /* sbx-cache binary, for the embedded mode */
         /* A uid (and gid) of its own for each VM's QEMU, from [first, first + count) (count 0: every
          * QEMU runs as sbx-qemu or nobody). Needs a root worker. */
         uint32_t qemu_uid_first, qemu_uid_count;
@@ -47,7 +50,7 @@ typedef struct SbxConfig {
         double cpu_overcommit;
         uint32_t warm_pool_size[_SBX_LANG_MAX]; /* booted VMs with a warm interpreter, per language */
         bool snapshots; /* runs and pool VMs restore L1 memory snapshots (built on first use) */
-        uint32_t cache_max_mb; /* L1 snapshot cache (state_dir/cache/l1): disk use limit, LRU eviction */
+        uint32_t cache_max_mb; /* L1 snapshot cache (sbx-cache, state_dir/cache/l1): disk use limit, LRU eviction */
 } SbxConfig;
 
 int sbx_config_load(SbxConfig *c, const char *path);

@@ -269,18 +269,20 @@ int sbx_msg_send(SbxMsg *m, int fd) {
         return loop_write(fd, m->data, m->len);
 }
 
-int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd) {
+int sbx_msg_send_with_fds(SbxMsg *m, int sock, const int *fds, size_t n_fds) {
         union {
                 struct cmsghdr h;
-                uint8_t buf[CMSG_SPACE(sizeof(int))];
+                uint8_t buf[CMSG_SPACE(sizeof(int) * SBX_FRAME_READER_FDS_MAX)];
         } control = {};
         struct iovec iov;
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
                 .msg_control = &control,
-                .msg_controllen = sizeof control,
+                .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds),
         };
+        if (n_fds == 0 || n_fds > SBX_FRAME_READER_FDS_MAX)
+                return -EINVAL;
         int r = sbx_msg_finish(m);
         if (r < 0)
                 return r;
@@ -288,10 +290,10 @@ int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd) {
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
 
-        /* The fd rides on the first byte; the rest goes out as a plain write. */
+        /* The fds ride on the first byte; the rest goes out as a plain write. */
         iov = (struct iovec) { .iov_base = m->data, .iov_len = 1 };
         for (;;) {
                 ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -307,6 +309,10 @@ int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd) {
                 return -errno;
         }
         return loop_write(sock, m->data + 1, m->len - 1);
+}
+
+int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd) {
+        return sbx_msg_send_with_fds(m, sock, &pass_fd, 1);
 }
 
 void sbx_tlv_iter_init(SbxTlvIter *it, const uint8_t *payload, size_t len) {

@@ -71,6 +71,8 @@ void sbx_msg_done(SbxMsg *m);
 int sbx_msg_send(SbxMsg *m, int fd);
 /* The same over a socket, with pass_fd attached (SCM_RIGHTS) to the frame's first byte. */
 int sbx_msg_send_with_fd(SbxMsg *m, int sock, int pass_fd);
+/* The same with 1..SBX_FRAME_READER_FDS_MAX fds. */
+int sbx_msg_send_with_fds(SbxMsg *m, int sock, const int *fds, size_t n_fds);
 
 typedef struct SbxTlvIter {
         const uint8_t *p;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "cache-child.h"
 #include "bus-names.h"
 #include "fdio.h"
 #include "job.h"
@@ -121,6 +122,8 @@ static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, voi
         (void) si;
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (broker_cache_child_exited(b, pid, status))
+                        continue;
                 log_debug("Worker %d exited (status 0x%x).", (int) pid, status);
                 if (WIFSIGNALED(status))
                         killed = true;
@@ -144,6 +147,7 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
         if (!b)
                 return log_oom();
         b->start_usec = now_usec(CLOCK_MONOTONIC);
+        b->cache_listen_fd = -EBADF;
         if (config_path) {
                 b->config_path = realpath(config_path, NULL);
                 if (!b->config_path) {
@@ -195,6 +199,9 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
                 log_error_errno(r, "Failed to acquire %s: %m", SBX_BUS_NAME);
                 goto fail;
         }
+        /* Before the pool: its VMs restore L1 snapshots. A broker without its cache still runs
+         * (cold boots only). */
+        (void) broker_cache_start(b);
         r = pool_new(b, &b->pool);
         if (r < 0)
                 goto fail;
@@ -218,6 +225,7 @@ Broker *broker_free(Broker *b) {
                 job_free(b->jobs_head);
         while (b->sessions_head)
                 session_free(b->sessions_head);
+        broker_cache_stop(b);
         sd_bus_flush_close_unref(b->bus);
         sd_event_unref(b->event);
         sbx_config_done(&b->config);

@@ -37,6 +37,11 @@ typedef struct Broker {
         uint64_t n_total, n_failed;
         uint64_t start_usec;
         gid_t admin_gid; /* (gid_t) -1: root only */
+        /* Embedded mode: our sbx-cache child and its listening socket (cache-child.h). */
+        pid_t cache_pid;
+        int cache_listen_fd;
+        sd_event_source *cache_restart;
+        uint64_t cache_restarts;
 } Broker;
 
 int broker_new(const char *config_path, bool system_bus, Broker **ret);

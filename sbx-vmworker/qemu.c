@@ -15,8 +15,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include "log.h"
 #include "macro.h"
@@ -360,6 +363,77 @@ static void drop_privileges(const QemuCreds *c, pid_t parent) {
                 _exit(126);
 }
 
+/* Child only, unprivileged worker in a user namespace of its own: QEMU keeps our uid (mapped to
+ * itself) but must not keep the capabilities the new namespace gave us. Drops the bounding set and
+ * ambient set, then clears the rest; exec as a non-zero uid would clear them too. */
+static void drop_userns_capabilities(pid_t parent) {
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct data[2] = {};
+
+        for (unsigned long cap = 0; cap < 64; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                        child_die("sbx-vmworker: failed to drop the capability bounding set\n");
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                child_die("sbx-vmworker: failed to clear the ambient capabilities\n");
+        if (syscall(SYS_capset, &hdr, data) < 0)
+                child_die("sbx-vmworker: failed to clear QEMU's capabilities\n");
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || (parent > 0 && getppid() != parent))
+                _exit(126);
+}
+
+static bool write_proc_self(const char *name, const char *text, size_t len) {
+        char path[64] = "/proc/self/";
+        size_t n = strlen(path);
+        for (size_t i = 0; name[i] && n + 1 < sizeof path; i++)
+                path[n++] = name[i];
+        path[n] = 0;
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        bool ok = write(fd, text, len) == (ssize_t) len;
+        close(fd);
+        return ok;
+}
+
+/* Formats "ID ID 1\n" without stdio (we are between fork and exec). */
+static size_t format_id_map(unsigned id, char buf[40]) {
+        char digits[12];
+        size_t nd = 0, n = 0;
+        do
+                digits[nd++] = (char) ('0' + id % 10);
+        while ((id /= 10) && nd < sizeof digits);
+        for (int k = 0; k < 2; k++) {
+                for (size_t i = nd; i-- > 0;)
+                        buf[n++] = digits[i];
+                buf[n++] = ' ';
+        }
+        buf[n++] = '1';
+        buf[n++] = '\n';
+        return n;
+}
+
+/* Child only, unprivileged worker: the same namespaces a root worker gives QEMU (mount, IPC, and
+ * network without a NIC), inside a new user namespace that maps only our own uid and gid. False
+ * when the kernel or a sandbox (RestrictNamespaces=) does not allow it: QEMU then runs without. */
+static bool enter_user_namespace(bool has_nic) {
+        char map[40];
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (has_nic ? 0 : CLONE_NEWNET)) < 0)
+                return false;
+        /* Without these maps we would be the overflow uid; an unmapped gid cannot be kept either. */
+        if (!write_proc_self("setgroups", "deny", 4))
+                child_die("sbx-vmworker: failed to deny setgroups in QEMU's user namespace\n");
+        size_t n = format_id_map((unsigned) uid, map);
+        if (!write_proc_self("uid_map", map, n))
+                child_die("sbx-vmworker: failed to map QEMU's uid\n");
+        n = format_id_map((unsigned) gid, map);
+        if (!write_proc_self("gid_map", map, n))
+                child_die("sbx-vmworker: failed to map QEMU's gid\n");
+        return true;
+}
+
 /* The stand-in's view of QEMU, for its signal handler. */
 static volatile pid_t qemu_in_pidns = 0;
 
@@ -372,7 +446,7 @@ static void forward_signal(int sig) {
  * stays behind as the worker's "QEMU": it holds nothing, runs unprivileged, passes termination
  * signals on, and ends the way QEMU ended. Killing it kills QEMU (its parent-death signal). Returns
  * true in the new child, false when there is no new namespace; never returns in the stand-in. */
-static bool enter_pid_namespace(const QemuCreds *creds, pid_t worker) {
+static bool enter_pid_namespace(const QemuCreds *creds, bool in_userns, pid_t worker) {
         pid_t child;
         int status;
 
@@ -393,7 +467,10 @@ static bool enter_pid_namespace(const QemuCreds *creds, pid_t worker) {
         (void) sigaction(SIGTERM, &sa, NULL);
         (void) sigaction(SIGINT, &sa, NULL);
         (void) sigaction(SIGHUP, &sa, NULL);
-        drop_privileges(creds, worker);
+        if (in_userns)
+                drop_userns_capabilities(worker);
+        else
+                drop_privileges(creds, worker);
         while (waitpid(child, &status, 0) < 0)
                 if (errno != EINTR)
                         _exit(126);
@@ -430,7 +507,7 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
         sigset_t none;
         char go = 0;
         ssize_t n;
-        bool in_pidns = false;
+        bool in_pidns = false, in_userns = false;
 
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 _exit(126);
@@ -462,15 +539,21 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
          * its mount changes stay its own, and a VM without a NIC gets an empty network namespace
          * (a VM with one uses user networking: its sockets must be the host's, where sbx-netd
          * filters them). Best effort: an unprivileged worker cannot, and runs QEMU without. */
+        bool has_nic = false;
+        for (char **a = argv; *a; a++)
+                if (strcmp(*a, "-netdev") == 0)
+                        has_nic = true;
         if (creds && creds->drop) {
-                bool has_nic = false;
-                for (char **a = argv; *a; a++)
-                        if (strcmp(*a, "-netdev") == 0)
-                                has_nic = true;
                 if (unshare(CLONE_NEWNS | CLONE_NEWIPC | (has_nic ? 0 : CLONE_NEWNET)) == 0)
                         (void) mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
                 /* And a PID namespace: QEMU sees no other process of the host. */
-                in_pidns = enter_pid_namespace(creds, parent);
+                in_pidns = enter_pid_namespace(creds, false, parent);
+        } else if (geteuid() != 0) {
+                /* An unprivileged worker (the systemd unit's sbx-qemu): the same namespaces, owned by a
+                 * user namespace of QEMU's own. (Mounts there are slaves of ours: no MS_PRIVATE needed.) */
+                in_userns = enter_user_namespace(has_nic);
+                if (in_userns)
+                        in_pidns = enter_pid_namespace(creds, true, parent);
         }
 
         /* Terminal signals go to the worker, which cleans up; it kills us. */
@@ -525,6 +608,8 @@ _noreturn_ static void qemu_child(char **argv, int agent_fd, int console_fd, int
                 for (int fd = last + 1; fd < 4096; fd++)
                         (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
 
+        if (in_userns)
+                drop_userns_capabilities(in_pidns ? 0 : parent);
         if (creds && creds->drop) {
                 /* In the new PID namespace our parent is the stand-in, which getppid() cannot name. */
                 drop_privileges(creds, in_pidns ? 0 : parent);

@@ -51,9 +51,6 @@ static const char *const allowed[] = {
         "kill", "wait4", "waitid", "pidfd_open", "pidfd_send_signal",
         /* cgroups: attach (boot retry) and statistics via openat (see below), removal */
         "rmdir",
-        /* L1 snapshots (snapshot.c), on fds and directories opened before the filter: hand the RAM file
-         * back from QEMU's user (fchown, fchmod) and move the finished snapshot into place (renameat) */
-        "fchown", "fchmod", "renameat", "renameat2",
         /* SEED, identity, locks, exit */
         "getrandom", "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "futex", "exit", "exit_group",
 };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker-channel.h"
+#include "config.h"
 #include "fdio.h"
 #include "frame.h"
 #include "guest-channel.h"
@@ -20,7 +21,7 @@
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
-#include "snapshot-store.h"
+#include "cache-client.h"
 #include "snapshot.h"
 #include "validate.h"
 
@@ -41,16 +42,14 @@ struct Snapshot {
         bool want_snapshot, want_warm;
         bool rewarm; /* WARM = 1 with SNAPSHOT = 1: also run the warm-up in the restored VM before READY */
         SnapshotMode mode;
-        SnapshotStore store;
-        char key[SNAPSHOT_KEY_SIZE];
-        char tmp_name[96];
-        int lock_fd;
-        int ram_rw_fd;     /* build: the new RAM file (QEMU's fd 9 for the build) */
-        int ram_ro_fd;     /* restore: QEMU's fd 9 */
-        int state_w_fd;    /* build: the state file, write-only (fdset 2 of the build) */
-        int state_r_fd;    /* restore: the state file, read-only (fdset 2 of the restore) */
-        int state_hash_fd; /* build: the state file, to checksum it after the save */
-        int meta_fd;       /* build: the new meta; restore: meta, to spoil it if the restore fails */
+        int cache_fd;        /* the connection to sbx-cache: BAD after a failed restore, INSERT after a build */
+        char key[65];        /* the cache key, as sbx-cache computed it */
+        uint64_t generation; /* of the entry restored (for BAD) */
+        int ram_rw_fd;       /* build: the new (unlinked) RAM file (QEMU's fd 9 for the build); sent to sbx-cache */
+        int ram_ro_fd;       /* restore: QEMU's fd 9 */
+        int state_w_fd;      /* build: the state file, write-only (fdset 2 of the build) */
+        int state_r_fd;      /* restore: the state file, read-only (fdset 2 of the restore) */
+        int state_keep_fd;   /* build: the state file, read-only, sent to sbx-cache */
         int qmp_fd[SNAPSHOT_ATTEMPTS_MAX], qmp_child_fd[SNAPSHOT_ATTEMPTS_MAX];
         AttemptKind kind[SNAPSHOT_ATTEMPTS_MAX];
         char **argv[SNAPSHOT_ATTEMPTS_MAX];
@@ -115,9 +114,7 @@ int snapshot_new(Worker *w, bool snapshot, bool warm, Snapshot **ret) {
         s->want_snapshot = snapshot;
         s->want_warm = warm || snapshot;
         s->rewarm = warm && snapshot;
-        s->store = SNAPSHOT_STORE_NULL;
-        s->lock_fd = s->ram_rw_fd = s->ram_ro_fd = s->state_w_fd = s->state_r_fd = s->state_hash_fd = s->meta_fd =
-                -EBADF;
+        s->cache_fd = s->ram_rw_fd = s->ram_ro_fd = s->state_w_fd = s->state_r_fd = s->state_keep_fd = -EBADF;
         for (size_t i = 0; i < SNAPSHOT_ATTEMPTS_MAX; i++)
                 s->qmp_fd[i] = s->qmp_child_fd[i] = -EBADF;
         *ret = s;
@@ -137,15 +134,13 @@ Snapshot *snapshot_free(Snapshot *s) {
                 return NULL;
         close_child_fds(s);
         s->ram_rw_fd = safe_close(s->ram_rw_fd);
-        s->state_hash_fd = safe_close(s->state_hash_fd);
-        s->meta_fd = safe_close(s->meta_fd);
+        s->state_keep_fd = safe_close(s->state_keep_fd);
         for (size_t i = 0; i < SNAPSHOT_ATTEMPTS_MAX; i++) {
                 s->qmp_fd[i] = safe_close(s->qmp_fd[i]);
                 strv_free(s->argv[i]);
         }
-        s->lock_fd = safe_close(s->lock_fd); /* releases KEY.lock */
+        s->cache_fd = safe_close(s->cache_fd); /* an unused build grant goes back to sbx-cache */
         s->defer = sd_event_source_disable_unref(s->defer);
-        snapshot_store_close(&s->store);
         free(s);
         return NULL;
 }
@@ -166,11 +161,11 @@ int snapshot_host_tsc_khz(Snapshot *s, uint32_t *ret) {
         unsigned long khz;
         int r;
 
-        /* Measuring takes 10 ms: keep the figure for this host boot next to the cache. */
+        /* Measuring takes 10 ms: keep the figure for this host boot in the state directory. */
         if (read_small_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id) < 0)
                 return host_tsc_khz(ret);
         boot_id[strcspn(boot_id, "\n")] = 0;
-        snprintf(path, sizeof path, "%s/cache/l1/host-tsc", s->w->config->state_dir ?: "");
+        snprintf(path, sizeof path, "%s/host-tsc", s->w->config->state_dir ?: "");
         if (read_small_file(path, buf, sizeof buf) >= 0) {
                 char id[64];
                 if (sscanf(buf, "%63s %lu", id, &khz) == 2 && strcmp(id, boot_id) == 0 && khz > 0 && khz < UINT32_MAX) {
@@ -220,61 +215,106 @@ static int build_argv(Snapshot *s, unsigned i, const QemuOptions *cold, AttemptK
         return qemu_build_argv(&o, &s->argv[i]);
 }
 
-/* Opens KEY/ for a restore: the RAM file read-only, a fresh state fd, meta for writing. */
-static int open_for_restore(Snapshot *s, const char *dir) {
-        _cleanup_close_ int kfd = openat(s->store.dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (kfd < 0)
+/* An unlinked temporary file in the worker's scratch directory, re-opened with the given access
+ * mode (QEMU's fdsets match fds by access mode). */
+static int tmpfile_open(int *ret_rw) {
+        const char *dir = getenv("TMPDIR") ?: "/var/tmp";
+        char path[512];
+
+        if ((size_t) snprintf(path, sizeof path, "%s/sbx-l1-XXXXXX", dir) >= sizeof path)
+                return -ENAMETOOLONG;
+        int fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0)
                 return -errno;
-        s->ram_ro_fd = openat(kfd, "ram", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        s->state_r_fd = openat(kfd, "state", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (s->ram_ro_fd < 0 || s->state_r_fd < 0)
-                return -errno;
-        if (s->meta_fd < 0) {
-                s->meta_fd = openat(kfd, "meta", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-                /* LRU: meta's mtime is the last use. */
-                if (s->meta_fd >= 0)
-                        (void) futimens(s->meta_fd, NULL);
-        }
+        (void) unlink(path);
+        *ret_rw = fd;
         return 0;
 }
 
-/* Creates KEY.tmp-PID/{ram,state,meta}. QEMU's user must be able to re-open the RAM file for
- * writing through /proc/self/fd (the build maps it shared): it owns it until the commit. */
+static int reopen_fd(int fd, int flags) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        int r = open(p, flags | O_CLOEXEC);
+        return r < 0 ? -errno : r;
+}
+
+/* The build's files, in the worker's own scratch space: sbx-cache copies them at INSERT, so
+ * nothing the build QEMU could write ends up in the cache. QEMU's user must be able to re-open the
+ * RAM file for writing through /proc/self/fd (the build maps it shared): it owns it. */
 static int create_build(Snapshot *s) {
         const QemuCreds *c = &s->w->qemu_creds;
-        _cleanup_close_ int kfd = -EBADF;
+        _cleanup_close_ int state_rw = -EBADF;
         int r;
 
-        snprintf(s->tmp_name, sizeof s->tmp_name, "%.64s.tmp-%d", s->key, (int) getpid());
-        if (mkdirat(s->store.dir_fd, s->tmp_name, 0700) < 0)
-                return -errno;
-        kfd = openat(s->store.dir_fd, s->tmp_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (kfd < 0)
-                return -errno;
-        s->ram_rw_fd = openat(kfd, "ram", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (s->ram_rw_fd < 0)
-                return -errno;
+        r = tmpfile_open(&s->ram_rw_fd);
+        if (r < 0)
+                return r;
         if (ftruncate(s->ram_rw_fd, (off_t) s->memory_mb << 20) < 0)
                 return -errno;
         if (c->drop && fchown(s->ram_rw_fd, c->uid, c->gid) < 0)
                 return -errno;
-        s->state_w_fd = openat(kfd, "state", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (s->state_w_fd < 0)
-                return -errno;
-        s->state_hash_fd = openat(kfd, "state", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        s->meta_fd = openat(kfd, "meta", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (s->state_hash_fd < 0 || s->meta_fd < 0)
-                return -errno;
-        r = open_for_restore(s, s->tmp_name);
+        r = tmpfile_open(&state_rw);
         if (r < 0)
                 return r;
+        s->state_w_fd = reopen_fd(state_rw, O_WRONLY);
+        s->state_r_fd = reopen_fd(state_rw, O_RDONLY);
+        s->state_keep_fd = reopen_fd(state_rw, O_RDONLY);
+        s->ram_ro_fd = reopen_fd(s->ram_rw_fd, O_RDONLY);
+        if (s->state_w_fd < 0 || s->state_r_fd < 0 || s->state_keep_fd < 0 || s->ram_ro_fd < 0)
+                return -EIO;
         return 0;
+}
+
+/* Opens the four images for sbx-cache to hash (it never opens our paths itself). */
+static int open_images(const QemuOptions *cold, int fds[4]) {
+        const char *paths[4] = {cold->kernel, cold->initrd, cold->rootfs, cold->binary};
+        char qemu_path[512];
+
+        /* QEMU may be configured by name: find it in $PATH. */
+        if (!strchr(paths[3], '/')) {
+                const char *pathenv = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+                qemu_path[0] = 0;
+                for (const char *p = pathenv; *p;) {
+                        size_t len = strcspn(p, ":");
+                        snprintf(qemu_path, sizeof qemu_path, "%.*s/%s", (int) len, p, paths[3]);
+                        if (access(qemu_path, X_OK) == 0)
+                                break;
+                        qemu_path[0] = 0;
+                        p += len + (p[len] == ':');
+                }
+                if (!qemu_path[0])
+                        return -ENOENT;
+                paths[3] = qemu_path;
+        }
+        for (size_t i = 0; i < 4; i++) {
+                fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
+                if (fds[i] < 0) {
+                        int r = -errno;
+                        for (size_t j = 0; j < i; j++)
+                                fds[j] = safe_close(fds[j]);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void reset_attempts(Snapshot *s) {
+        close_child_fds(s);
+        s->ram_rw_fd = safe_close(s->ram_rw_fd);
+        s->state_keep_fd = safe_close(s->state_keep_fd);
+        for (size_t i = 0; i < SNAPSHOT_ATTEMPTS_MAX; i++) {
+                strv_free(s->argv[i]);
+                s->argv[i] = NULL;
+                s->kind[i] = ATTEMPT_COLD;
+                s->qmp_fd[i] = safe_close(s->qmp_fd[i]);
+        }
 }
 
 void snapshot_plan(Snapshot *s, const QemuOptions *cold) {
         Worker *w = s->w;
-        const char *reason = NULL;
-        SnapshotMeta meta;
+        char sock[256], settings[SBX_CACHE_SETTINGS_MAX];
+        int images[4] = {-EBADF, -EBADF, -EBADF, -EBADF};
+        SbxCacheLookup res;
         int r;
 
         w->n_attempts = WORKER_BOOT_ATTEMPTS;
@@ -283,89 +323,58 @@ void snapshot_plan(Snapshot *s, const QemuOptions *cold) {
         if (!s->want_snapshot)
                 return;
 
-        SnapshotInputs in = {
-                .kernel = cold->kernel,
-                .initrd = cold->initrd,
-                .rootfs = cold->rootfs,
-                .qemu = cold->binary,
-                .accel = sbx_accel_to_string(cold->accel),
-                .machine = QEMU_MACHINE,
-                .cpu = cold->accel == SBX_ACCEL_KVM ? "host" : "max",
-                .cmdline_extra = cold->cmdline_extra,
-                .memory_mb = cold->memory_mb,
-                .vcpus = cold->vcpus,
-                .language = sbx_language_to_string(w->req.language),
-        };
-        r = snapshot_store_open(w->config->state_dir, true, &s->store);
+        /* Every input of the snapshot but the images, which sbx-cache hashes from our fds. */
+        snprintf(settings, sizeof settings,
+                 "accel=%s\nmachine=%s\ncpu=%s\nmemory_mb=%" PRIu32 "\nvcpus=%" PRIu32
+                 "\nlanguage=%s\ncmdline_extra=%s\n",
+                 sbx_accel_to_string(cold->accel), QEMU_MACHINE, cold->accel == SBX_ACCEL_KVM ? "host" : "max",
+                 cold->memory_mb, cold->vcpus, sbx_language_to_string(w->req.language), cold->cmdline_extra ?: "");
+        r = sbx_cache_socket_path(w->config->cache_socket, w->config->runtime_dir, sock, sizeof sock);
+        if (r >= 0)
+                r = sbx_cache_connect(sock, &s->cache_fd);
         if (r < 0) {
-                set_note(s, "the cache directory under %s is not usable (%s)", w->config->state_dir ?: "(none)",
-                         strerror(-r));
+                set_note(s, "sbx-cache is not available at %s (%s)", sock, strerror(-r));
                 return;
         }
-        r = snapshot_key(&s->store, &in, s->key);
+        r = open_images(cold, images);
         if (r < 0) {
-                set_note(s, "cannot compute the cache key (%s)", strerror(-r));
+                set_note(s, "cannot open the images for the cache key (%s)", strerror(-r));
+                s->cache_fd = safe_close(s->cache_fd);
                 return;
         }
+        r = sbx_cache_lookup(s->cache_fd, settings, s->memory_mb, images, &res);
+        for (size_t i = 0; i < 4; i++)
+                safe_close(images[i]);
+        if (r < 0) {
+                set_note(s, "sbx-cache did not answer the lookup (%s)", r == -EPROTO ? res.note : strerror(-r));
+                s->cache_fd = safe_close(s->cache_fd);
+                return;
+        }
+        memcpy(s->key, res.key, sizeof s->key);
 
-        /* 1. A valid snapshot: restore it. */
-        r = snapshot_validate(&s->store, s->key, s->memory_mb, &meta, &reason);
-        if (r > 0) {
-                r = open_for_restore(s, s->key);
-                if (r >= 0 && build_argv(s, 0, cold, ATTEMPT_RESTORE) >= 0 &&
-                    build_argv(s, 1, cold, ATTEMPT_COLD) >= 0) {
+        if (res.kind == SBX_K_HIT) {
+                s->ram_ro_fd = res.ram_fd;
+                s->state_r_fd = res.state_fd;
+                s->generation = res.generation;
+                if (build_argv(s, 0, cold, ATTEMPT_RESTORE) >= 0 && build_argv(s, 1, cold, ATTEMPT_COLD) >= 0) {
                         s->mode = SNAPSHOT_MODE_RESTORE;
                         s->fallback = 1;
                         w->n_attempts = 2;
                         log_info("L1 snapshot %.12s found (%s, %" PRIu32 " MiB, saved by QEMU %s); restoring it.",
-                                 s->key, meta.language, meta.memory_mb, meta.qemu_version);
+                                 s->key, res.language, s->memory_mb, res.qemu_version);
                         return;
                 }
-                set_note(s, "the snapshot could not be opened (%s)", strerror(r < 0 ? -r : ENOMEM));
-                close_child_fds(s);
-                s->meta_fd = safe_close(s->meta_fd);
+                set_note(s, "the restore could not be prepared");
+                reset_attempts(s);
+                s->cache_fd = safe_close(s->cache_fd);
+                return;
+        }
+        set_note(s, "%s", res.note);
+        if (res.kind != SBX_K_BUILD) {
+                s->cache_fd = safe_close(s->cache_fd);
                 return;
         }
 
-        /* 2. Build it, unless another worker is on it. */
-        s->lock_fd = snapshot_lock(&s->store, s->key);
-        if (s->lock_fd < 0) {
-                set_note(s,
-                         s->lock_fd == -EWOULDBLOCK ? "another worker is building the snapshot"
-                                                    : "cannot lock the snapshot (%s)",
-                         strerror(-s->lock_fd));
-                return;
-        }
-        /* It may have been committed while we looked. */
-        r = snapshot_validate(&s->store, s->key, s->memory_mb, &meta, &reason);
-        if (r > 0) {
-                s->lock_fd = safe_close(s->lock_fd);
-                if (open_for_restore(s, s->key) >= 0 && build_argv(s, 0, cold, ATTEMPT_RESTORE) >= 0 &&
-                    build_argv(s, 1, cold, ATTEMPT_COLD) >= 0) {
-                        s->mode = SNAPSHOT_MODE_RESTORE;
-                        s->fallback = 1;
-                        w->n_attempts = 2;
-                }
-                return;
-        }
-        if (r < 0) {
-                log_warning("L1 snapshot %.12s is invalid (%s): dropping it, it will be rebuilt.", s->key, reason);
-                (void) snapshot_drop(&s->store, s->key);
-                set_note(s, "the snapshot was invalid (%s) and was dropped; rebuilt", reason);
-        } else
-                set_note(s, "no snapshot yet; built");
-        snapshot_remove_stale_builds(&s->store);
-        if (w->config->cache_max_mb > 0) {
-                r = snapshot_evict(&s->store, (uint64_t) w->config->cache_max_mb << 20, (uint64_t) s->memory_mb << 20);
-                if (r > 0)
-                        log_info("Evicted %d L1 snapshot(s) to stay under cache_max_mb = %" PRIu32 ".", r,
-                                 w->config->cache_max_mb);
-        }
-        if ((uint64_t) w->config->cache_max_mb << 20 < (uint64_t) s->memory_mb << 20) {
-                set_note(s, "cache_max_mb = %" PRIu32 " is too small for a snapshot", w->config->cache_max_mb);
-                s->lock_fd = safe_close(s->lock_fd);
-                return;
-        }
         r = create_build(s);
         if (r >= 0)
                 r = build_argv(s, 0, cold, ATTEMPT_BUILD);
@@ -374,20 +383,9 @@ void snapshot_plan(Snapshot *s, const QemuOptions *cold) {
         if (r >= 0)
                 r = build_argv(s, 2, cold, ATTEMPT_COLD);
         if (r < 0) {
-                char path[700];
                 set_note(s, "cannot prepare the snapshot files (%s)", strerror(-r));
-                close_child_fds(s);
-                s->ram_rw_fd = safe_close(s->ram_rw_fd);
-                s->state_hash_fd = safe_close(s->state_hash_fd);
-                s->meta_fd = safe_close(s->meta_fd);
-                snprintf(path, sizeof path, "%s/%s", s->store.path, s->tmp_name);
-                (void) rm_rf(path);
-                s->lock_fd = safe_close(s->lock_fd);
-                for (size_t i = 0; i < SNAPSHOT_ATTEMPTS_MAX; i++) {
-                        strv_free(s->argv[i]);
-                        s->argv[i] = NULL;
-                        s->kind[i] = ATTEMPT_COLD;
-                }
+                reset_attempts(s);
+                s->cache_fd = safe_close(s->cache_fd); /* gives the build back */
                 return;
         }
         s->mode = SNAPSHOT_MODE_BUILD;
@@ -461,13 +459,15 @@ static void send_ready(Snapshot *s) {
                 log_debug_errno(r, "Failed to send SESSION_READY: %m");
 }
 
-/* Spoils meta so that the next lookup drops the snapshot (the filter allows no unlink). */
+/* Tells sbx-cache to drop the snapshot, so that the next lookup rebuilds it. */
 static void spoil(Snapshot *s, const char *why) {
-        if (s->mode != SNAPSHOT_MODE_RESTORE || s->meta_fd < 0)
+        if (s->mode != SNAPSHOT_MODE_RESTORE || s->cache_fd < 0)
                 return;
-        log_warning("L1 snapshot %.12s failed to restore (%s): marking it invalid, it will be rebuilt.", s->key, why);
-        (void) !write(s->meta_fd, "X", 1);
-        s->meta_fd = safe_close(s->meta_fd);
+        log_warning("L1 snapshot %.12s failed to restore (%s): asking sbx-cache to drop it.", s->key, why);
+        int r = sbx_cache_report_bad(s->cache_fd, s->key, s->generation, why);
+        if (r < 0)
+                log_warning_errno(r, "Could not tell sbx-cache: %m");
+        s->cache_fd = safe_close(s->cache_fd);
 }
 
 static int on_deferred_boot(sd_event_source *src, void *userdata) {
@@ -661,49 +661,27 @@ static int save(Snapshot *s) {
         return 0;
 }
 
-/* QEMU is gone: checksum the state, write meta, hand the RAM file back to us read-only for QEMU's
- * user, and rename the directory into place. */
+/* QEMU is gone: hand the RAM and state files to sbx-cache, which copies, checksums and commits
+ * them in the background. The restore that follows uses our own files. */
 static int commit(Snapshot *s) {
         Worker *w = s->w;
-        char text[SNAPSHOT_META_MAX];
         struct stat st;
-        int n, r;
+        int r;
 
-        SnapshotMeta m = {
-                .version = SNAPSHOT_FORMAT_VERSION,
-                .memory_mb = s->memory_mb,
-                .ram_size = (uint64_t) s->memory_mb << 20,
-                .created_usec = now_usec(CLOCK_REALTIME),
-                .save_ms = s->save_ms,
-        };
-        memcpy(m.key, s->key, sizeof m.key);
-        snprintf(m.language, sizeof m.language, "%s", sbx_language_to_string(w->req.language));
-        snprintf(m.qemu_version, sizeof m.qemu_version, "%s", s->qemu_version[0] ? s->qemu_version : "unknown");
-        if (fstat(s->state_hash_fd, &st) < 0)
+        if (fstat(s->state_keep_fd, &st) < 0)
                 return -errno;
-        m.state_size = (uint64_t) st.st_size;
-        if (m.state_size == 0)
+        if (st.st_size == 0)
                 return -ENODATA;
-        r = sha256_fd_hex(s->state_hash_fd, m.state_sha256);
+        r = sbx_cache_insert(s->cache_fd, s->key, sbx_language_to_string(w->req.language),
+                             s->qemu_version[0] ? s->qemu_version : "unknown", s->save_ms, s->ram_rw_fd,
+                             s->state_keep_fd);
         if (r < 0)
                 return r;
-        if (fstat(s->ram_rw_fd, &st) < 0)
-                return -errno;
-        if ((uint64_t) st.st_size != m.ram_size)
-                return -EBADMSG;
-        if (fchown(s->ram_rw_fd, geteuid(), getegid()) < 0 || fchmod(s->ram_rw_fd, 0644) < 0)
-                return -errno;
-        n = snapshot_meta_format(&m, text, sizeof text);
-        if (n < 0)
-                return n;
-        r = loop_write(s->meta_fd, text, (size_t) n);
-        if (r < 0)
-                return r;
-        if (renameat(s->store.dir_fd, s->tmp_name, s->store.dir_fd, s->key) < 0)
-                return -errno;
-        log_info("L1 snapshot %.12s saved: migration %" PRIu64 " ms, state %" PRIu64 " bytes, RAM file %" PRIu64
-                 " MiB on disk.",
-                 s->key, s->save_ms, m.state_size, ((uint64_t) st.st_blocks * 512u) >> 20);
+        if (fstat(s->ram_rw_fd, &st) >= 0)
+                log_info("L1 snapshot %.12s saved: migration %" PRIu64 " ms, RAM file %" PRIu64
+                         " MiB on disk; handed to sbx-cache.",
+                         s->key, s->save_ms, ((uint64_t) st.st_blocks * 512u) >> 20);
+        s->state_keep_fd = safe_close(s->state_keep_fd);
         return 0;
 }
 
@@ -722,15 +700,11 @@ static void on_warm_exit(Snapshot *s, const GuestExit *e) {
         if (r >= 0) {
                 worker_stop_qemu(w, 0, NULL); /* the VM on the shared file must not run on */
                 r = commit(s);
-                if (r < 0) {
-                        set_note(s, "the snapshot could not be committed (%s); booted cold", strerror(-r));
-                        s->fallback = 0;
-                        boot_soon(s, 2); /* the restore would use uncommitted files: boot cold */
-                        return;
-                }
-                s->saved = true;
-                s->lock_fd = safe_close(s->lock_fd);
-                boot_soon(s, 1); /* attempt 2: restore what we just saved */
+                if (r < 0)
+                        set_note(s, "the snapshot could not be handed to sbx-cache (%s)", strerror(-r));
+                s->saved = r >= 0;
+                /* Attempt 2 restores what we just saved, from our own files (a failure boots cold). */
+                boot_soon(s, 1);
                 return;
         }
         /* Nothing committed: the session goes on in this VM (its RAM file is a temporary one). */

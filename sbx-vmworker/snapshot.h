@@ -3,19 +3,20 @@
 
 /* L1 memory snapshots and warm interpreters for session mode (docs/snapshots.md).
  *
- * B_SESSION_OPEN with SNAPSHOT = 1: before its seccomp filter the worker computes the cache key
- * (snapshot-store.h) and looks the snapshot up.
- *   found and valid:  attempt 1 restores it (RAM file mapped private and read-only, device state by
- *                     migrate-incoming), the guest gets H_RESUME (clock, RNG seed) and answers
- *                     G_RESUMED: W_SESSION_READY tier "l1". Any failure: attempt 2 boots cold.
- *   missing/invalid:  (invalid ones are dropped first) under KEY.lock, attempt 1 boots cold with its
- *                     RAM in a new file (share=on), starts the interpreter (a no-op session exec),
- *                     and migrates the device state into the state file (x-ignore-shared: the RAM
- *                     file is the RAM). That QEMU is killed, the snapshot committed (meta written,
- *                     directory renamed into place), and attempt 2 restores it, so the session VM
- *                     never runs on the shared file: tier "cold", SNAPSHOT_SAVED 1. If the save
- *                     fails, the session continues on the first VM (nothing committed); if the
- *                     restore fails, attempt 3 boots cold.
+ * B_SESSION_OPEN with SNAPSHOT = 1: before its seccomp filter the worker asks sbx-cache
+ * (cache-client.h) with the VM settings and the images as fds.
+ *   K_HIT:            attempt 1 restores it (the RAM fd mapped private and read-only, device state
+ *                     by migrate-incoming), the guest gets H_RESUME (clock, RNG seed) and answers
+ *                     G_RESUMED: W_SESSION_READY tier "l1". Any failure: C_BAD to sbx-cache, and
+ *                     attempt 2 boots cold.
+ *   K_BUILD:          attempt 1 boots cold with its RAM in a new unlinked file of ours (share=on),
+ *                     starts the interpreter (a no-op session exec), and migrates the device state
+ *                     into a state file (x-ignore-shared: the RAM file is the RAM). That QEMU is
+ *                     killed, both files go to sbx-cache (C_INSERT: it copies and commits them),
+ *                     and attempt 2 restores our files, so the session VM never runs on the shared
+ *                     file: tier "cold", SNAPSHOT_SAVED 1. If the save fails, the session continues
+ *                     on the first VM; if the restore fails, attempt 3 boots cold.
+ *   K_MISS, no cache: a cold boot, with the reason in the note.
  * WARM = 1: the interpreter is started before W_SESSION_READY (always so in a snapshot). With
  * SNAPSHOT = 1 too, the restored VM also runs the warm-up before READY: TCG starts with an empty
  * translation cache, so this moves ~50 ms from the first exec to before READY (for pools). */
@@ -42,7 +43,7 @@ int snapshot_request_parse(const uint8_t *p, size_t n, bool *ret_snapshot, bool 
 int snapshot_new(Worker *w, bool snapshot, bool warm, Snapshot **ret);
 Snapshot *snapshot_free(Snapshot *s);
 
-/* The host's TSC frequency (host-tsc.h), cached in the snapshot cache for this host boot. */
+/* The host's TSC frequency (host-tsc.h), kept in state_dir/host-tsc for this host boot. */
 int snapshot_host_tsc_khz(Snapshot *s, uint32_t *ret);
 
 /* Before the seccomp filter, after the cold command line (cold) and QEMU's credentials are known:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of the L1 snapshot helpers: SHA-256, the QMP reply parser, the meta file format,
- * and the cache directory (validate, drop, list, evict) on a temporary directory. */
+/* Unit tests of the worker's L1 snapshot helpers: SHA-256 (libsbx) and the QMP reply parser.
+ * The cache directory and its formats are tested in sbx-cache/test-cache.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,7 +13,6 @@
 #include "macro.h"
 #include "qmp.h"
 #include "sha256.h"
-#include "snapshot-store.h"
 
 static unsigned n_passed, n_failed;
 
@@ -117,111 +116,9 @@ static void test_qmp(void) {
         CHECK(parse(deep, &r) == -EBADMSG);
 }
 
-static SnapshotMeta sample_meta(void) {
-        SnapshotMeta m = {
-                .version = SNAPSHOT_FORMAT_VERSION,
-                .memory_mb = 256,
-                .ram_size = 256u << 20,
-                .state_size = 5,
-                .created_usec = 123,
-                .save_ms = 3,
-        };
-        memset(m.key, 'a', 64);
-        hex_of("state", 5, m.state_sha256);
-        strcpy(m.language, "python");
-        strcpy(m.qemu_version, "10.0.2");
-        return m;
-}
-
-static void test_meta(void) {
-        SnapshotMeta m = sample_meta(), m2;
-        const char *reason;
-        char text[SNAPSHOT_META_MAX];
-
-        int n = snapshot_meta_format(&m, text, sizeof text);
-        CHECK(n > 0);
-        CHECK(snapshot_meta_parse(text, (size_t) n, &m2, &reason) == 0);
-        CHECK(memcmp(&m, &m2, sizeof m) == 0);
-        /* Truncated, without the final newline, duplicated or unknown fields, another version. */
-        CHECK(snapshot_meta_parse(text, (size_t) n - 1, &m2, &reason) == -EBADMSG);
-        CHECK(snapshot_meta_parse(text, (size_t) n / 2, &m2, &reason) == -EBADMSG);
-        char dup[SNAPSHOT_META_MAX + 64];
-        snprintf(dup, sizeof dup, "%.*slanguage python\n", n, text);
-        CHECK(snapshot_meta_parse(dup, strlen(dup), &m2, &reason) == -EBADMSG);
-        snprintf(dup, sizeof dup, "%.*sextra 1\n", n, text);
-        CHECK(snapshot_meta_parse(dup, strlen(dup), &m2, &reason) == -EBADMSG);
-        memcpy(dup, text, (size_t) n + 1);
-        dup[strlen("sbx-l1-snapshot ")] = '0' + SNAPSHOT_FORMAT_VERSION + 1;
-        CHECK(snapshot_meta_parse(dup, (size_t) n, &m2, &reason) == -EBADMSG);
-        CHECK(strstr(reason, "version") != NULL);
-        m.ram_size++;
-        n = snapshot_meta_format(&m, text, sizeof text);
-        CHECK(snapshot_meta_parse(text, (size_t) n, &m2, &reason) == -EBADMSG);
-        CHECK(snapshot_meta_parse("X", 1, &m2, &reason) == -EBADMSG);
-}
-
-static void write_file(int dir, const char *name, const void *p, size_t n) {
-        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || (n && loop_write(fd, p, n) < 0))
-                abort();
-        close(fd);
-}
-
-static void test_store(void) {
-        char tmpl[] = "/tmp/test-snapshot.XXXXXX", text[SNAPSHOT_META_MAX];
-        SnapshotStore s = SNAPSHOT_STORE_NULL;
-        SnapshotMeta m = sample_meta(), got;
-        const char *reason = NULL;
-
-        if (!mkdtemp(tmpl))
-                abort();
-        CHECK(snapshot_store_open(tmpl, false, &s) == -ENOENT);
-        CHECK(snapshot_store_open(tmpl, true, &s) == 0);
-        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == 0); /* absent */
-
-        CHECK(mkdirat(s.dir_fd, m.key, 0700) == 0);
-        int kfd = openat(s.dir_fd, m.key, O_RDONLY | O_DIRECTORY);
-        write_file(kfd, "state", "state", 5);
-        int fd = openat(kfd, "ram", O_WRONLY | O_CREAT, 0644);
-        CHECK(fd >= 0 && ftruncate(fd, 256 << 20) == 0);
-        close(fd);
-        int n = snapshot_meta_format(&m, text, sizeof text);
-        write_file(kfd, "meta", text, (size_t) n);
-        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == 1);
-        CHECK(snapshot_validate(&s, m.key, 512, &got, &reason) == -EBADMSG);
-
-        write_file(kfd, "state", "stAte", 5);
-        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "checksum"));
-        write_file(kfd, "state", "stat", 4);
-        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "size"));
-        write_file(kfd, "state", "state", 5);
-        fd = openat(kfd, "ram", O_WRONLY);
-        CHECK(fd >= 0 && ftruncate(fd, 1) == 0);
-        close(fd);
-        CHECK(snapshot_validate(&s, m.key, 256, &got, &reason) == -EBADMSG && strstr(reason, "RAM"));
-        close(kfd);
-
-        SnapshotEntry *l = NULL;
-        size_t count = 0;
-        CHECK(snapshot_list(&s, &l, &count) == 0 && count == 1 && l[0].valid_meta);
-        free(l);
-        int lock = snapshot_lock(&s, m.key);
-        CHECK(lock >= 0);
-        CHECK(snapshot_lock(&s, m.key) == -EWOULDBLOCK);
-        CHECK(snapshot_evict(&s, 0, 1) == 0); /* locked: kept */
-        safe_close(lock);
-        CHECK(snapshot_evict(&s, 0, 1) == 1);
-        CHECK(snapshot_list(&s, &l, &count) == 0 && count == 0);
-        free(l);
-        snapshot_store_close(&s);
-        CHECK(rm_rf(tmpl) == 0);
-}
-
 int main(void) {
         test_sha256();
         test_qmp();
-        test_meta();
-        test_store();
         printf("%u passed, %u failed\n", n_passed, n_failed);
         return n_failed == 0 ? 0 : 1;
 }

@@ -502,9 +502,14 @@ static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) s;
         (void) usec;
 
-        log_warning("The guest did not finish within the timeout of %" PRIu32 " ms plus %u s grace; killing the VM.",
+        /* The agent enforces the timeout itself and reports it (a timed-out result). Silence past the
+         * grace means the VM or its agent stopped working: that is the VM's failure, not the code's. */
+        log_warning("The guest did not report within the timeout of %" PRIu32 " ms plus %u s grace; killing the VM.",
                     w->req.timeout_ms, WORKER_TIMEOUT_GRACE_USEC / 1000000u);
-        worker_succeed(w, -1, ms_since(w->t_exec), true);
+        worker_fail(w, SBX_ERR_TRANSIENT,
+                    "The VM stopped responding: the guest did not report the end of the code within its timeout of "
+                    "%" PRIu32 " ms plus %u s.",
+                    w->req.timeout_ms, WORKER_TIMEOUT_GRACE_USEC / 1000000u);
         return 0;
 }
 

@@ -1,20 +1,168 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cache-client.h"
 #include "cache.h"
 #include "config.h"
 #include "macro.h"
-#include "snapshot-store.h"
+
+typedef struct Entry {
+        char key[65];
+        bool valid;
+        char language[16], qemu_version[32];
+        uint32_t memory_mb;
+        uint64_t disk, apparent, state, last_used, created_usec;
+} Entry;
+
+typedef struct Listing {
+        Entry *e;
+        size_t n;
+        uint64_t max_bytes;
+        char path[512];
+} Listing;
 
 static void cache_help(void) {
         printf("Usage: sbxctl cache ls [--json]\n"
-               "       sbxctl cache purge [KEY-PREFIX...]   all snapshots, or those whose key starts so\n");
+               "       sbxctl cache purge [KEY-PREFIX...]   all snapshots, or those whose key starts so\n"
+               "       sbxctl cache verify [KEY-PREFIX...]  re-hash RAM and state files, drop bad ones\n");
+}
+
+static int connect_cache(int *ret_fd) {
+        SbxConfig c;
+        char path[256];
+        int r = sbx_config_load(&c, NULL);
+        if (r < 0)
+                return r;
+        r = sbx_cache_socket_path(c.cache_socket, c.runtime_dir, path, sizeof path);
+        sbx_config_done(&c);
+        if (r < 0)
+                return r;
+        r = sbx_cache_connect(path, ret_fd);
+        if (r == -ENOENT || r == -ECONNREFUSED)
+                fprintf(stderr, "sbxctl: sbx-cache is not running (no socket at %s)\n", path);
+        else if (r < 0)
+                fprintf(stderr, "sbxctl: cannot connect to sbx-cache at %s: %s\n", path, strerror(-r));
+        return r < 0 ? -ENOTCONN : 0; /* reported */
+}
+
+/* Reads replies until K_DONE. Entries go to l (if given); K_ERROR prints its note. */
+static int read_until_done(int fd, Listing *l, uint32_t *ret_count, char *note, size_t note_size) {
+        SbxFrameReader rd;
+        int r;
+
+        sbx_frame_reader_init(&rd, SBX_CACHE_FRAME_MAX);
+        for (;;) {
+                uint8_t type;
+                const uint8_t *p;
+                size_t n;
+                r = sbx_cache_read_reply(fd, &rd, 120000, &type, &p, &n);
+                if (r < 0)
+                        break;
+                SbxTlvIter it;
+                uint16_t tag;
+                const uint8_t *v;
+                uint32_t len;
+                Entry e = {};
+                uint32_t count = 0;
+                char msg[SBX_CACHE_NOTE_MAX + 1] = "";
+                sbx_tlv_iter_init(&it, p, n);
+                while (sbx_tlv_next(&it, &tag, &v, &len) > 0)
+                        switch (tag) {
+                        case SBX_CT_KEY:
+                                sbx_cache_copy_str(v, len, e.key, sizeof e.key);
+                                break;
+                        case SBX_CT_VALID: {
+                                uint8_t b = 0;
+                                (void) sbx_tlv_u8(v, len, &b);
+                                e.valid = b;
+                                break;
+                        }
+                        case SBX_CT_LANGUAGE:
+                                sbx_cache_copy_str(v, len, e.language, sizeof e.language);
+                                break;
+                        case SBX_CT_QEMU_VERSION:
+                                sbx_cache_copy_str(v, len, e.qemu_version, sizeof e.qemu_version);
+                                break;
+                        case SBX_CT_MEMORY_MB:
+                                (void) sbx_tlv_u32(v, len, &e.memory_mb);
+                                break;
+                        case SBX_CT_DISK_BYTES:
+                                (void) sbx_tlv_u64(v, len, &e.disk);
+                                break;
+                        case SBX_CT_APPARENT_BYTES:
+                                (void) sbx_tlv_u64(v, len, &e.apparent);
+                                break;
+                        case SBX_CT_STATE_SIZE:
+                                (void) sbx_tlv_u64(v, len, &e.state);
+                                break;
+                        case SBX_CT_LAST_USED:
+                                (void) sbx_tlv_u64(v, len, &e.last_used);
+                                break;
+                        case SBX_CT_CREATED_USEC:
+                                (void) sbx_tlv_u64(v, len, &e.created_usec);
+                                break;
+                        case SBX_CT_COUNT:
+                                (void) sbx_tlv_u32(v, len, &count);
+                                break;
+                        case SBX_CT_NOTE:
+                                sbx_cache_copy_str(v, len, msg, sizeof msg);
+                                break;
+                        case SBX_CT_MAX_BYTES:
+                                if (l)
+                                        (void) sbx_tlv_u64(v, len, &l->max_bytes);
+                                break;
+                        case SBX_CT_PATH:
+                                if (l)
+                                        sbx_cache_copy_str(v, len, l->path, sizeof l->path);
+                                break;
+                        }
+                if (type == SBX_K_ENTRY && l) {
+                        Entry *ne = reallocarray(l->e, l->n + 1, sizeof *ne);
+                        if (!ne) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        l->e = ne;
+                        l->e[l->n++] = e;
+                } else if (type == SBX_K_DONE) {
+                        if (ret_count)
+                                *ret_count = count;
+                        if (note)
+                                snprintf(note, note_size, "%s", msg);
+                        r = 0;
+                        break;
+                } else if (type == SBX_K_ERROR) {
+                        fprintf(stderr, "sbxctl: sbx-cache: %s\n", msg);
+                        r = -EREMOTEIO; /* reported */
+                        break;
+                }
+        }
+        sbx_frame_reader_done(&rd);
+        return r;
+}
+
+static int fetch_list(Listing *l) {
+        _cleanup_close_ int fd = -EBADF;
+        SbxMsg m;
+        int r;
+
+        *l = (Listing){};
+        r = connect_cache(&fd);
+        if (r < 0)
+                return r;
+        sbx_msg_begin(&m, SBX_C_LIST);
+        r = sbx_msg_send(&m, fd);
+        sbx_msg_done(&m);
+        if (r < 0)
+                return r;
+        return read_until_done(fd, l, NULL, NULL, 0);
 }
 
 static const char *age(int64_t sec, char *buf, size_t size) {
@@ -32,167 +180,134 @@ static const char *age(int64_t sec, char *buf, size_t size) {
         return buf;
 }
 
-static int cache_ls(SnapshotStore *s, const SbxConfig *c, bool json) {
-        _cleanup_free_ SnapshotEntry *l = NULL;
+static int cache_ls(bool json) {
+        Listing l;
         uint64_t disk = 0, apparent = 0;
-        size_t n = 0;
         char buf[32];
         int r;
 
-        if (s->dir_fd >= 0) {
-                r = snapshot_list(s, &l, &n);
-                if (r < 0) {
-                        fprintf(stderr, "sbxctl: cannot list %s: %s\n", s->path, strerror(-r));
-                        return 1;
-                }
+        r = fetch_list(&l);
+        if (r < 0) {
+                free(l.e);
+                if (r != -ENOTCONN && r != -EREMOTEIO)
+                        fprintf(stderr, "sbxctl: cannot list the cache: %s\n", strerror(-r));
+                return 1;
         }
-        for (size_t i = 0; i < n; i++) {
-                disk += l[i].disk_bytes;
-                apparent += l[i].apparent_bytes;
+        for (size_t i = 0; i < l.n; i++) {
+                disk += l.e[i].disk;
+                apparent += l.e[i].apparent;
         }
         if (json) {
-                printf("{\"dir\":\"%s\",\"max_mb\":%" PRIu32 ",\"disk_bytes\":%" PRIu64 ",\"apparent_bytes\":%" PRIu64
+                printf("{\"dir\":\"%s\",\"max_mb\":%" PRIu64 ",\"disk_bytes\":%" PRIu64 ",\"apparent_bytes\":%" PRIu64
                        ",\"snapshots\":[",
-                       s->path, c->cache_max_mb, disk, apparent);
+                       l.path, l.max_bytes >> 20, disk, apparent);
                 /* Oldest use first, as listed. */
-                for (size_t i = 0; i < n; i++) {
-                        const SnapshotEntry *e = &l[i];
+                for (size_t i = 0; i < l.n; i++) {
+                        const Entry *e = &l.e[i];
                         printf("%s{\"key\":\"%s\",\"valid_meta\":%s,\"disk_bytes\":%" PRIu64
-                               ",\"apparent_bytes\":%" PRIu64 ",\"last_used\":%" PRIi64,
-                               i ? "," : "", e->name, e->valid_meta ? "true" : "false", e->disk_bytes,
-                               e->apparent_bytes, e->last_used_sec);
-                        if (e->valid_meta)
+                               ",\"apparent_bytes\":%" PRIu64 ",\"last_used\":%" PRIu64,
+                               i ? "," : "", e->key, e->valid ? "true" : "false", e->disk, e->apparent, e->last_used);
+                        if (e->valid)
                                 printf(",\"language\":\"%s\",\"memory_mb\":%" PRIu32 ",\"state_bytes\":%" PRIu64
-                                       ",\"qemu_version\":\"%s\",\"created_usec\":%" PRIu64 ",\"save_ms\":%" PRIu64,
-                                       e->meta.language, e->meta.memory_mb, e->meta.state_size, e->meta.qemu_version,
-                                       e->meta.created_usec, e->meta.save_ms);
+                                       ",\"qemu_version\":\"%s\",\"created_usec\":%" PRIu64,
+                                       e->language, e->memory_mb, e->state, e->qemu_version, e->created_usec);
                         printf("}");
                 }
                 printf("]}\n");
+                free(l.e);
                 return 0;
         }
-        printf("L1 snapshot cache: %s\n", s->path);
-        printf("%zu snapshot(s), %.1f MiB on disk (%.1f MiB apparent), limit %" PRIu32 " MiB (cache_max_mb)\n", n,
-               disk / 1048576.0, apparent / 1048576.0, c->cache_max_mb);
-        if (n == 0)
-                return 0;
-        printf("\n%-14s %-11s %7s %9s %10s %8s  %-14s %s\n", "KEY", "LANGUAGE", "MEMORY", "DISK", "APPARENT", "STATE",
-               "LAST USED", "QEMU");
-        for (size_t i = n; i-- > 0;) {
-                const SnapshotEntry *e = &l[i];
-                if (!e->valid_meta) {
-                        printf("%-14.12s %-11s %7s %8.1fM %9.1fM %8s  %-14s %s\n", e->name, "(invalid)", "-",
-                               e->disk_bytes / 1048576.0, e->apparent_bytes / 1048576.0, "-",
-                               age(e->last_used_sec, buf, sizeof buf), "-");
-                        continue;
-                }
-                printf("%-14.12s %-11s %6" PRIu32 "M %8.1fM %9.1fM %7.1fK  %-14s %s\n", e->name, e->meta.language,
-                       e->meta.memory_mb, e->disk_bytes / 1048576.0, e->apparent_bytes / 1048576.0,
-                       e->meta.state_size / 1024.0, age(e->last_used_sec, buf, sizeof buf), e->meta.qemu_version);
+        printf("L1 snapshot cache: %s (sbx-cache)\n", l.path);
+        printf("%zu snapshot(s), %.1f MiB on disk (%.1f MiB apparent), limit %" PRIu64 " MiB (cache_max_mb)\n", l.n,
+               disk / 1048576.0, apparent / 1048576.0, l.max_bytes >> 20);
+        if (l.n > 0)
+                printf("\n%-14s %-11s %7s %9s %10s %8s  %-14s %s\n", "KEY", "LANGUAGE", "MEMORY", "DISK", "APPARENT",
+                       "STATE", "LAST USED", "QEMU");
+        for (size_t i = l.n; i-- > 0;) {
+                const Entry *e = &l.e[i];
+                if (!e->valid)
+                        printf("%-14.12s %-11s %7s %8.1fM %9.1fM %8s  %-14s %s\n", e->key, "(invalid)", "-",
+                               e->disk / 1048576.0, e->apparent / 1048576.0, "-",
+                               age((int64_t) e->last_used, buf, sizeof buf), "-");
+                else
+                        printf("%-14.12s %-11s %6" PRIu32 "M %8.1fM %9.1fM %7.1fK  %-14s %s\n", e->key, e->language,
+                               e->memory_mb, e->disk / 1048576.0, e->apparent / 1048576.0, e->state / 1024.0,
+                               age((int64_t) e->last_used, buf, sizeof buf), e->qemu_version);
         }
+        free(l.e);
         return 0;
 }
 
-static int cache_purge(SnapshotStore *s, int argc, char **argv) {
-        _cleanup_free_ SnapshotEntry *l = NULL;
-        size_t n = 0, dropped = 0, busy = 0;
+/* purge or verify, for the given key prefixes (none: all). */
+static int cache_drop(uint8_t type, int argc, char **argv) {
+        _cleanup_close_ int fd = -EBADF;
+        char note[SBX_CACHE_NOTE_MAX + 1] = "";
+        uint32_t count = 0;
+        SbxMsg m;
         int r;
 
-        if (s->dir_fd < 0) {
-                printf("Purged 0 snapshot(s).\n");
-                return 0;
+        if (argc - 1 > (int) SBX_CACHE_PREFIX_MAX) {
+                fprintf(stderr, "sbxctl: at most %u key prefixes\n", SBX_CACHE_PREFIX_MAX);
+                return 2;
         }
-        r = snapshot_list(s, &l, &n);
+        for (int k = 1; k < argc; k++)
+                if (!*argv[k] || strlen(argv[k]) > 64 || strspn(argv[k], "0123456789abcdef") != strlen(argv[k])) {
+                        fprintf(stderr, "sbxctl: '%s' is not a key prefix (lower-case hex digits)\n", argv[k]);
+                        return 2;
+                }
+        if (connect_cache(&fd) < 0)
+                return 1;
+        sbx_msg_begin(&m, type);
+        for (int k = 1; k < argc; k++)
+                sbx_msg_put_str(&m, SBX_CT_PREFIX, argv[k]);
+        r = sbx_msg_send(&m, fd);
+        sbx_msg_done(&m);
+        if (r >= 0)
+                r = read_until_done(fd, NULL, &count, note, sizeof note);
         if (r < 0) {
-                fprintf(stderr, "sbxctl: cannot list %s: %s\n", s->path, strerror(-r));
+                if (r != -EREMOTEIO)
+                        fprintf(stderr, "sbxctl: the cache did not answer: %s\n", strerror(-r));
                 return 1;
         }
-        for (size_t i = 0; i < n; i++) {
-                bool match = argc <= 1;
-                for (int k = 1; k < argc && !match; k++)
-                        match = *argv[k] && strncmp(l[i].name, argv[k], strlen(argv[k])) == 0;
-                if (!match)
-                        continue;
-                /* Not while a worker builds or drops it. Restored VMs keep their mapping of the
-                 * removed files, so running sessions are not affected. */
-                int lock = snapshot_lock(s, l[i].name);
-                if (lock < 0) {
-                        busy++;
-                        continue;
-                }
-                r = snapshot_drop(s, l[i].name);
-                safe_close(lock);
-                if (r < 0)
-                        fprintf(stderr, "sbxctl: cannot remove %.12s: %s\n", l[i].name, strerror(-r));
-                else
-                        dropped++;
-        }
-        snapshot_remove_stale_builds(s);
-        printf("Purged %zu snapshot(s)%s.\n", dropped, busy ? " (some were busy: being built)" : "");
-        return busy ? 1 : 0;
+        if (type == SBX_C_PURGE)
+                printf("Purged %" PRIu32 " snapshot(s); %s.\n", count, note);
+        else
+                printf("Verified: %" PRIu32 " bad snapshot(s) dropped; %s.\n", count, note);
+        return 0;
 }
 
 int sbxctl_cache(int argc, char **argv) {
-        SnapshotStore s = SNAPSHOT_STORE_NULL;
-        SbxConfig c;
-        int r, ret;
-
         if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
                 cache_help();
                 return argc < 2 ? 2 : 0;
         }
-        r = sbx_config_load(&c, NULL);
-        if (r < 0) {
-                fprintf(stderr, "sbxctl: cannot load the configuration: %s\n", strerror(-r));
-                return 1;
-        }
-        r = snapshot_store_open(c.state_dir, false, &s);
-        if (r < 0 && r != -ENOENT) {
-                fprintf(stderr, "sbxctl: cannot open the cache in %s: %s\n", c.state_dir, strerror(-r));
-                sbx_config_done(&c);
-                return 1;
-        }
-        if (r == -ENOENT)
-                snprintf(s.path, sizeof s.path, "%s/cache/l1", c.state_dir);
         if (strcmp(argv[1], "ls") == 0 || strcmp(argv[1], "list") == 0)
-                ret = cache_ls(&s, &c, argc > 2 && strcmp(argv[2], "--json") == 0);
-        else if (strcmp(argv[1], "purge") == 0)
-                ret = cache_purge(&s, argc - 1, argv + 1);
-        else {
-                fprintf(stderr, "sbxctl: unknown cache command '%s'\n", argv[1]);
-                ret = 2;
-        }
-        snapshot_store_close(&s);
-        sbx_config_done(&c);
-        return ret;
+                return cache_ls(argc > 2 && strcmp(argv[2], "--json") == 0);
+        if (strcmp(argv[1], "purge") == 0)
+                return cache_drop(SBX_C_PURGE, argc - 1, argv + 1);
+        if (strcmp(argv[1], "verify") == 0)
+                return cache_drop(SBX_C_VERIFY, argc - 1, argv + 1);
+        fprintf(stderr, "sbxctl: unknown cache command '%s'\n", argv[1]);
+        return 2;
 }
 
-int sbxctl_cache_snapshot_size(const char *language, uint64_t *ret_apparent, uint64_t *ret_disk,
-                               uint64_t *ret_state) {
-        SnapshotStore s = SNAPSHOT_STORE_NULL;
-        _cleanup_free_ SnapshotEntry *l = NULL;
-        SbxConfig c;
-        size_t n = 0;
-        int r;
-
-        r = sbx_config_load(&c, NULL);
-        if (r < 0)
+int sbxctl_cache_snapshot_size(const char *language, uint64_t *ret_apparent, uint64_t *ret_disk, uint64_t *ret_state) {
+        Listing l;
+        int r = fetch_list(&l);
+        if (r < 0) {
+                free(l.e);
                 return r;
-        r = snapshot_store_open(c.state_dir, false, &s);
-        sbx_config_done(&c);
-        if (r < 0)
-                return r;
-        r = snapshot_list(&s, &l, &n);
-        snapshot_store_close(&s);
-        if (r < 0)
-                return r;
+        }
+        r = -ENOENT;
         /* Listed oldest use first: the last match is the one in use. */
-        for (size_t i = n; i-- > 0;)
-                if (l[i].valid_meta && strcmp(l[i].meta.language, language) == 0) {
-                        *ret_apparent = l[i].apparent_bytes;
-                        *ret_disk = l[i].disk_bytes;
-                        *ret_state = l[i].meta.state_size;
-                        return 0;
+        for (size_t i = l.n; i-- > 0;)
+                if (l.e[i].valid && strcmp(l.e[i].language, language) == 0) {
+                        *ret_apparent = l.e[i].apparent;
+                        *ret_disk = l.e[i].disk;
+                        *ret_state = l.e[i].state;
+                        r = 0;
+                        break;
                 }
-        return -ENOENT;
+        free(l.e);
+        return r;
 }

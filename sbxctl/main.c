@@ -29,7 +29,8 @@ static void help(void) {
                "  pool [--json]                      the warm pool: target, ready and starting VMs per language\n"
                "  pool set LANG=N...                 resize the warm pool (root or admin_group)\n"
                "  cache ls [--json]                  L1 memory snapshots: key, language, size, last use\n"
-               "  cache purge [KEY-PREFIX...]        remove L1 snapshots (all, or the given ones)\n");
+               "  cache purge [KEY-PREFIX...]        remove L1 snapshots (all, or the given ones)\n"
+               "  cache verify [KEY-PREFIX...]       re-hash snapshots, drop corrupt ones\n");
 }
 
 static int cmd_status(sd_bus *bus, int argc, char **argv) {
@@ -131,7 +132,7 @@ int main(int argc, char *argv[]) {
                 help();
                 return 2;
         }
-        /* The snapshot cache is a directory, not a bus service. */
+        /* The snapshot cache is sbx-cache's socket, not a bus service. */
         if (strcmp(argv[optind], "cache") == 0)
                 return sbxctl_cache(argc - optind, argv + optind);
         r = sbx_bus_connect(kind, address, &bus);

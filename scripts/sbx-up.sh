@@ -33,7 +33,7 @@ if ! running; then
     pid=$(sed -n 2p <<<"$out")
     echo "$pid" >"$pidfile"
     echo "export SBX_BUS_ADDRESS='$address'" >"$envfile"
-    # sbxctl cache reads the snapshot cache directly: it needs the suite's config.
+    # sbxctl cache finds sbx-cache's socket through the suite's config.
     echo "export SBX_CONFIG='$build/sbx.conf'" >>"$envfile"
 fi
 cat "$envfile"

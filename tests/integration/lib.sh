@@ -71,7 +71,8 @@ vm_cgroups() {
         kill -0 "${d##*-}" 2>/dev/null || echo "$d"
     done
 }
-runtime_files() { find "$BUILD/run" -mindepth 1 2>/dev/null || true; }
+# (cache.sock is the broker's sbx-cache socket: it lives as long as the broker.)
+runtime_files() { find "$BUILD/run" -mindepth 1 ! -name cache.sock 2>/dev/null || true; }
 
 # wait_gone SECONDS: waits until no QEMU/worker of ours is left.
 wait_gone() {

@@ -7,7 +7,10 @@
 #     while another run streams its output: the job ends, nothing leaks, the other
 #     run's output is intact;
 #   - a guest disk that fills up: the code sees ENOSPC, the run ends normally, the
-#     next run works.
+#     next run works;
+#   - SIGKILL of sbx-cache (the broker's own, embedded mode) mid-run: the run is not
+#     disturbed, runs go on (cold) meanwhile, the broker restarts it, snapshots serve
+#     again, and no half-stored snapshot is left.
 source "$(dirname "$0")/lib.sh"
 CLIENT="$BUILD/tests/tools/start-run-client"
 start_bus
@@ -171,6 +174,31 @@ diag "$(head -c 300 "$TMP/u.err")"
 check_no_leaks "an upload into a full disk"
 out=$("$SBX" run 'print("after the full disk")' 2>/dev/null)
 check "the next run works" [ "$out" = "after the full disk" ]
+
+# ---- SIGKILL of sbx-cache mid-run ----
+cache_pid() { pgrep -f "^$BUILD/sbx-cache/sbx-cache" | head -n1; }
+CACHE_DIR="$BUILD/state/cache/l1"
+cache_tmps() { find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name '*.tmp-*' 2>/dev/null; }
+old_cache=$(cache_pid)
+check "the broker runs its own sbx-cache" [ -n "$old_cache" ]
+"$SBX" run -t 60 'import time; print("before", flush=True); time.sleep(4); print("after")' >"$TMP/ck.out" 2>"$TMP/ck.err" &
+ck=$!
+wait_for_text "$TMP/ck.out" before 60
+kill -9 "$old_cache"
+out=$("$SBX" run 'print("cache is down")' 2>/dev/null)
+check "a run while sbx-cache is dead works" [ "$out" = "cache is down" ]
+wait $ck; rc=$?
+check "the run that was going on when sbx-cache died finished normally (exit $rc)" \
+    [ $rc -eq 0 -a "$(tr '\n' ' ' <"$TMP/ck.out")" = "before after " ]
+new_cache=""
+for _ in $(seq 50); do new_cache=$(cache_pid); [[ -n "$new_cache" && "$new_cache" != "$old_cache" ]] && break; sleep 0.1; done
+check "the broker restarted sbx-cache" [ -n "$new_cache" -a "$new_cache" != "$old_cache" ]
+"$SBX" run 'print(1)' >/dev/null 2>&1 # builds the snapshot if the kill cost it
+for _ in $(seq 100); do [[ -z "$(cache_tmps)" ]] && break; sleep 0.2; done
+run_json 'print("from the cache")'
+check "snapshots are served again (tier $(jget .snapshot_tier))" [ "$RC" -eq 0 -a "$(jget .snapshot_tier)" = l1 ]
+check "no half-stored snapshot is left" [ -z "$(cache_tmps)" ]
+check_no_leaks "SIGKILL of sbx-cache"
 check "the broker survived all of it" broker_alive
 check_no_leaks "the last run"
 finish

@@ -7,7 +7,8 @@
 #   l1         SNAPSHOT=1: restore, RESUME, READY; then the exec (TCG translates the exec path)
 #   l1+warm    SNAPSHOT=1 WARM=1: the restored VM runs the warm-up before READY (pool refills)
 #   cold+warm  WARM=1 without a snapshot: cold boot, interpreter started, READY
-# Uses a private state_dir; the first l1 session builds the snapshot and is not counted.
+# Uses a private state_dir and its own sbx-cache; the first l1 session builds the snapshot and is
+# not counted.
 set -euo pipefail
 BUILD=$(cd "${1:?usage: bench-snapshot.sh BUILDDIR [N] [LANG]}" && pwd)
 N=${2:-20}
@@ -15,10 +16,15 @@ LANG_=${3:-python}
 WC="$BUILD/sbx-vmworker/sbx-worker-client"
 WORKER="$BUILD/sbx-vmworker/sbx-vmworker"
 TMP=$(mktemp -d /tmp/sbx-bench-snapshot.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-grep -v '^state_dir' "$BUILD/sbx.conf" >"$TMP/sbx.conf"
+grep -v '^state_dir\|^runtime_dir' "$BUILD/sbx.conf" >"$TMP/sbx.conf"
 echo "state_dir = $TMP/state" >>"$TMP/sbx.conf"
+echo "runtime_dir = $TMP/run" >>"$TMP/sbx.conf"
 export SBX_CONFIG="$TMP/sbx.conf" SBX_LOG_LEVEL=warning
+mkdir -p "$TMP/run"
+"$BUILD/sbx-cache/sbx-cache" &
+CACHE_PID=$!
+trap 'kill $CACHE_PID 2>/dev/null; wait $CACHE_PID 2>/dev/null; rm -rf "$TMP"' EXIT
+for _ in $(seq 50); do [[ -S "$TMP/run/cache.sock" ]] && break; sleep 0.1; done
 case $LANG_ in
 python) CODE='print(1)' ;;
 javascript) CODE='console.log(1)' ;;
@@ -43,6 +49,7 @@ stats() { # FILE COLUMN: median p95
 }
 
 run build --snapshot >/dev/null # builds the snapshot
+for _ in $(seq 100); do [[ -z "$(find "$TMP/state/cache/l1" -maxdepth 1 -name '*.tmp-*')" ]] && break; sleep 0.2; done
 printf '%-10s %4s   %-17s %-22s %-17s\n' mode n "ready p50/p95" "first output p50/p95" "restore p50/p95"
 for mode in l1 l1+warm cold+warm; do
     : >"$TMP/$mode"

@@ -7,8 +7,9 @@
 #       at the given (build-dir) binaries, since verify insists that they
 #       exist and are executable; any warning fails the test. Then
 #       systemd-sysusers --dry-run on the sysusers.d file in an empty root.
-#   verify-units.sh verify-one BINARY UNIT
-#       the same for one unit whose ExecStart= names BINARY (sbx-netd).
+#   verify-units.sh verify-one BINARY UNIT [OTHER-UNIT...]
+#       the same for one unit whose ExecStart= names BINARY (sbx-netd,
+#       sbx-cache), verified together with its other units (a .socket).
 #   verify-units.sh security THRESHOLD UNIT...
 #       systemd-analyze security --offline=yes; fails when a unit's overall
 #       exposure (0-100, i.e. ten times the printed score) exceeds THRESHOLD.
@@ -71,9 +72,14 @@ verify-one)
         name=$(basename "$unit")
         sed -E "s#^(ExecStart=[-@:+!]*)[^ ]*/$(basename "$bin")( |\$)#\\1${bin}\\2#" "$unit" > "$tmp/$name"
         grep '^ExecStart=' "$tmp/$name" | grep -Fq "=$bin" || fail "$name: ExecStart= does not name $(basename "$bin")"
-        echo "systemd-analyze verify $name"
+        others=()
+        for o in "${@:3}"; do
+                cp "$o" "$tmp/"
+                others+=("$tmp/$(basename "$o")")
+        done
+        echo "systemd-analyze verify $name ${others[*]##*/}"
         rc=0
-        systemd-analyze verify --man=no --generators=no "$tmp/$name" 2> "$tmp/verify.err" || rc=$?
+        systemd-analyze verify --man=no --generators=no "$tmp/$name" "${others[@]}" 2> "$tmp/verify.err" || rc=$?
         cat "$tmp/verify.err" >&2
         [[ $rc -eq 0 ]] || fail "systemd-analyze verify exited with $rc"
         [[ ! -s $tmp/verify.err ]] || fail "systemd-analyze verify printed warnings"

@@ -52,10 +52,10 @@ static bool is_word(const char *s, size_t max) {
 }
 
 int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const char **ret_reason) {
-        enum { F_KEY, F_LANG, F_MEM, F_RAM, F_STATE, F_SHA, F_QEMU, F_CREATED, F_SAVE, _F_MAX };
-        static const char *const names[_F_MAX] = {"key",          "language",     "memory_mb",
-                                                  "ram_size",     "state_size",   "state_sha256",
-                                                  "qemu_version", "created_usec", "save_ms"};
+        enum { F_KEY, F_LANG, F_MEM, F_RAM, F_STATE, F_SHA, F_QEMU, F_CREATED, F_SAVE, F_RAM_SHA, _F_MAX };
+        static const char *const names[_F_MAX] = {"key",        "language",     "memory_mb",    "ram_size",
+                                                  "state_size", "state_sha256", "qemu_version", "created_usec",
+                                                  "save_ms",    "ram_sha256"};
         SnapshotMeta m = {};
         bool seen[_F_MAX] = {};
         char line[160];
@@ -117,6 +117,11 @@ int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const cha
                         if (ok)
                                 memcpy(m.state_sha256, value, 65);
                         break;
+                case F_RAM_SHA:
+                        ok = is_hex64(value);
+                        if (ok)
+                                memcpy(m.ram_sha256, value, 65);
+                        break;
                 case F_LANG:
                         ok = is_word(value, sizeof m.language);
                         if (ok)
@@ -166,11 +171,12 @@ int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const cha
 
 int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size) {
         int n = snprintf(buf, size,
-                         SNAPSHOT_MAGIC
-                         " %u\nkey %s\nlanguage %s\nmemory_mb %" PRIu32 "\nram_size %" PRIu64 "\nstate_size %" PRIu64
-                         "\nstate_sha256 %s\nqemu_version %s\ncreated_usec %" PRIu64 "\nsave_ms %" PRIu64 "\n",
+                         SNAPSHOT_MAGIC " %u\nkey %s\nlanguage %s\nmemory_mb %" PRIu32 "\nram_size %" PRIu64
+                                        "\nstate_size %" PRIu64
+                                        "\nstate_sha256 %s\nqemu_version %s\ncreated_usec %" PRIu64 "\nsave_ms %" PRIu64
+                                        "\nram_sha256 %s\n",
                          m->version, m->key, m->language, m->memory_mb, m->ram_size, m->state_size, m->state_sha256,
-                         m->qemu_version[0] ? m->qemu_version : "unknown", m->created_usec, m->save_ms);
+                         m->qemu_version[0] ? m->qemu_version : "unknown", m->created_usec, m->save_ms, m->ram_sha256);
         if (n < 0 || (size_t) n >= size)
                 return -ENOBUFS;
         return n;
@@ -178,23 +184,27 @@ int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size) {
 
 /* ---- the directory ---- */
 
-int snapshot_store_open(const char *state_dir, bool create, SnapshotStore *ret) {
+int snapshot_store_open(const char *path, bool create, SnapshotStore *ret) {
         SnapshotStore s = SNAPSHOT_STORE_NULL;
         char p[512];
 
-        if (!state_dir || !*state_dir)
+        if (!path || !*path)
                 return -EINVAL;
-        const char *parts[] = {"", "/cache", "/cache/l1"};
-        for (size_t i = 0; i < ELEMENTSOF(parts); i++) {
-                if ((size_t) snprintf(p, sizeof p, "%s%s", state_dir, parts[i]) >= sizeof p)
-                        return -ENAMETOOLONG;
-                if (create && mkdir(p, 0700) < 0 && errno != EEXIST)
+        if (strlen(path) >= sizeof p)
+                return -ENAMETOOLONG;
+        /* Create the missing components (0700: nobody else may even look up a snapshot by path). */
+        for (size_t i = 1; create && path[i - 1]; i++) {
+                if (path[i] != '/' && path[i] != 0)
+                        continue;
+                memcpy(p, path, i);
+                p[i] = 0;
+                if (mkdir(p, 0700) < 0 && errno != EEXIST)
                         return -errno;
         }
-        s.dir_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        s.dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s.dir_fd < 0)
                 return -errno;
-        snprintf(s.path, sizeof s.path, "%s", p);
+        snprintf(s.path, sizeof s.path, "%s", path);
         *ret = s;
         return 0;
 }
@@ -227,35 +237,33 @@ static int read_at(int dir_fd, const char *name, char *buf, size_t size) {
         return (int) len;
 }
 
-/* The content hash of one input, from the "inputs" cache or computed (then cached). */
-static int hash_input(SnapshotStore *s, const char *path, char hex[SHA256_HEX_SIZE]) {
+/* The content hash of one input (an fd the client opened), from the "inputs" cache, keyed by
+ * device, inode, size and mtime, or computed (then cached). */
+static int hash_input(SnapshotStore *s, int fd, char hex[SHA256_HEX_SIZE]) {
         _cleanup_free_ char *cache = malloc(INPUTS_MAX);
-        _cleanup_close_ int fd = -EBADF;
         char ident[128];
         struct stat st;
         int n, r;
 
         if (!cache)
                 return -ENOMEM;
-        if (strchr(path, '\n') || strchr(path, ' ') || strlen(path) > 300)
-                return -EINVAL;
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &st) < 0)
+        if (fstat(fd, &st) < 0)
                 return -errno;
-        snprintf(ident, sizeof ident, " %" PRIu64 " %" PRIu64 ".%09ld %" PRIu64 " ", (uint64_t) st.st_size,
-                 (uint64_t) st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (uint64_t) st.st_ino);
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        snprintf(ident, sizeof ident, "%" PRIu64 ":%" PRIu64 " %" PRIu64 " %" PRIu64 ".%09ld", (uint64_t) st.st_dev,
+                 (uint64_t) st.st_ino, (uint64_t) st.st_size, (uint64_t) st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 
         n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);
         if (n < 0)
-                n = 0;
-        /* lines: HEX SIZE MTIME INODE PATH */
+                n = 0, cache[0] = 0;
+        /* lines: HEX IDENT */
+        size_t il = strlen(ident);
         for (char *line = cache, *next; line && *line; line = next) {
                 next = strchr(line, '\n');
                 if (next)
                         *next++ = 0;
-                size_t il = strlen(ident), pl = strlen(path);
-                if (strlen(line) == 64 + il + pl && strncmp(line + 64, ident, il) == 0 &&
-                    strcmp(line + 64 + il, path) == 0) {
+                if (strlen(line) == 65 + il && line[64] == ' ' && strcmp(line + 65, ident) == 0) {
                         memcpy(hex, line, 64);
                         hex[64] = 0;
                         if (is_hex64(hex))
@@ -264,87 +272,55 @@ static int hash_input(SnapshotStore *s, const char *path, char hex[SHA256_HEX_SI
         }
 
         uint64_t t0 = now_usec(CLOCK_MONOTONIC);
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return -errno;
         r = sha256_fd_hex(fd, hex);
         if (r < 0)
                 return r;
-        log_debug("Hashed %s in %" PRIu64 " ms.", path, (now_usec(CLOCK_MONOTONIC) - t0) / 1000u);
+        log_debug("Hashed input %s in %" PRIu64 " ms.", ident, (now_usec(CLOCK_MONOTONIC) - t0) / 1000u);
 
-        /* Rewrite the cache: the other paths' lines, then this one. Best effort. */
+        /* Rewrite the cache: the last lines that fit, then this one. Best effort. */
         n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);
-        if (n < 0 || (size_t) n > INPUTS_MAX / 2)
+        if (n < 0)
                 n = 0, cache[0] = 0;
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "inputs.tmp-%d", (int) getpid());
+        const char *keep = cache;
+        while (strlen(keep) > INPUTS_MAX / 2 && strchr(keep, '\n'))
+                keep = strchr(keep, '\n') + 1;
         _cleanup_fclose_ FILE *f = NULL;
-        int tfd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int tfd = openat(s->dir_fd, "inputs.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (tfd < 0 || !(f = fdopen(tfd, "w"))) {
                 safe_close(tfd);
                 return 0;
         }
-        for (char *line = cache, *next; line && *line; line = next) {
-                next = strchr(line, '\n');
-                if (next)
-                        *next++ = 0;
-                const char *last = strrchr(line, ' ');
-                if (last && strcmp(last + 1, path) != 0)
-                        fprintf(f, "%s\n", line);
-        }
-        fprintf(f, "%s%s%s\n", hex, ident, path);
+        fprintf(f, "%s%s %s\n", keep, hex, ident);
         if (fflush(f) == 0 && ferror(f) == 0)
-                (void) renameat(s->dir_fd, tmp, s->dir_fd, "inputs");
+                (void) renameat(s->dir_fd, "inputs.tmp", s->dir_fd, "inputs");
         else
-                (void) unlinkat(s->dir_fd, tmp, 0);
+                (void) unlinkat(s->dir_fd, "inputs.tmp", 0);
         return 0;
 }
 
-int snapshot_key(SnapshotStore *s, const SnapshotInputs *in, char key[SNAPSHOT_KEY_SIZE]) {
-        const char *paths[4] = {in->kernel, in->initrd, in->rootfs, in->qemu};
-        char hex[4][SHA256_HEX_SIZE], qemu_path[512];
-        char *desc = NULL;
-        size_t desc_len = 0;
+int snapshot_key(SnapshotStore *s, const int image_fds[4], const char *settings, char key[SNAPSHOT_KEY_SIZE]) {
+        static const char *const names[4] = {"kernel", "initrd", "rootfs", "qemu"};
+        char hex[SHA256_HEX_SIZE], line[128];
         uint8_t d[SHA256_DIGEST_SIZE];
         Sha256 h;
         int r;
 
-        /* QEMU may be configured by name: find it in $PATH. */
-        if (!strchr(in->qemu, '/')) {
-                const char *pathenv = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
-                qemu_path[0] = 0;
-                for (const char *p = pathenv; *p;) {
-                        size_t len = strcspn(p, ":");
-                        snprintf(qemu_path, sizeof qemu_path, "%.*s/%s", (int) len, p, in->qemu);
-                        if (access(qemu_path, X_OK) == 0)
-                                break;
-                        qemu_path[0] = 0;
-                        p += len + (p[len] == ':');
-                }
-                if (!qemu_path[0])
-                        return -ENOENT;
-                paths[3] = qemu_path;
-        }
-        for (size_t i = 0; i < 4; i++) {
-                r = hash_input(s, paths[i], hex[i]);
-                if (r < 0)
-                        return log_debug_errno(r, "Cannot hash %s for the snapshot key: %m", paths[i]);
-        }
-        FILE *f = open_memstream(&desc, &desc_len);
-        if (!f)
-                return -ENOMEM;
-        fprintf(f,
-                "sbx-l1 format=%u\nkernel=%s\ninitrd=%s\nrootfs=%s\nqemu=%s\naccel=%s\nmachine=%s\ncpu=%s\n"
-                "memory_mb=%" PRIu32 "\nvcpus=%" PRIu32 "\nlanguage=%s\ncmdline_extra=%s\n",
-                SNAPSHOT_FORMAT_VERSION, hex[0], hex[1], hex[2], hex[3], in->accel, in->machine, in->cpu, in->memory_mb,
-                in->vcpus, in->language, in->cmdline_extra ?: "");
-        if (fclose(f) != 0) {
-                free(desc);
-                return -ENOMEM;
-        }
         sha256_init(&h);
-        sha256_update(&h, desc, desc_len);
+        snprintf(line, sizeof line, "sbx-l1 format=%u\n", SNAPSHOT_FORMAT_VERSION);
+        sha256_update(&h, line, strlen(line));
+        for (size_t i = 0; i < 4; i++) {
+                r = hash_input(s, image_fds[i], hex);
+                if (r < 0)
+                        return log_debug_errno(r, "Cannot hash the %s for the snapshot key: %m", names[i]);
+                snprintf(line, sizeof line, "%s=%s\n", names[i], hex);
+                sha256_update(&h, line, strlen(line));
+        }
+        sha256_update(&h, settings, strlen(settings));
         sha256_final(&h, d);
         sha256_hex(d, key);
-        log_debug("Snapshot key %s for:\n%s", key, desc);
-        free(desc);
+        log_debug("Snapshot key %s for:\n%s", key, settings);
         return 0;
 }
 
@@ -375,7 +351,7 @@ int snapshot_validate(SnapshotStore *s, const char *key, uint32_t memory_mb, Sna
                 *ret_reason = "the meta file is for another key";
                 return -EBADMSG;
         }
-        if (m.memory_mb != memory_mb) {
+        if (memory_mb != 0 && m.memory_mb != memory_mb) {
                 *ret_reason = "the snapshot has another memory size";
                 return -EBADMSG;
         }
@@ -400,28 +376,14 @@ int snapshot_validate(SnapshotStore *s, const char *key, uint32_t memory_mb, Sna
 }
 
 int snapshot_drop(SnapshotStore *s, const char *name) {
+        static unsigned counter;
         char away[128], path[768];
 
-        snprintf(away, sizeof away, "%.64s.drop-%d", name, (int) getpid());
+        snprintf(away, sizeof away, "%.64s.drop-%d-%u", name, (int) getpid(), counter++);
         if (renameat(s->dir_fd, name, s->dir_fd, away) < 0)
                 return errno == ENOENT ? 0 : -errno;
         snprintf(path, sizeof path, "%s/%s", s->path, away);
         return rm_rf(path);
-}
-
-int snapshot_lock(SnapshotStore *s, const char *key) {
-        char name[96];
-
-        snprintf(name, sizeof name, "%.64s.lock", key);
-        int fd = openat(s->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return -errno;
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int r = -errno;
-                safe_close(fd);
-                return r;
-        }
-        return fd;
 }
 
 static bool is_key_name(const char *n) {
@@ -485,7 +447,8 @@ int snapshot_list(SnapshotStore *s, SnapshotEntry **ret, size_t *ret_n) {
         return 0;
 }
 
-int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes) {
+int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes,
+                   bool (*busy)(const char *key, void *userdata), void *userdata) {
         _cleanup_free_ SnapshotEntry *l = NULL;
         uint64_t used = 0;
         size_t n = 0;
@@ -497,11 +460,9 @@ int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes) {
         for (size_t i = 0; i < n; i++)
                 used += l[i].disk_bytes;
         for (size_t i = 0; i < n && used + need_bytes > max_bytes; i++) {
-                int lock = snapshot_lock(s, l[i].name);
-                if (lock < 0)
-                        continue; /* being built or dropped right now */
+                if (busy && busy(l[i].name, userdata))
+                        continue; /* being built right now */
                 r = snapshot_drop(s, l[i].name);
-                safe_close(lock);
                 if (r < 0)
                         continue;
                 log_info("Evicted L1 snapshot %.12s (%" PRIu64 " MiB on disk, least recently used).", l[i].name,
@@ -512,7 +473,7 @@ int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes) {
         return dropped;
 }
 
-void snapshot_remove_stale_builds(SnapshotStore *s) {
+void snapshot_remove_leftovers(SnapshotStore *s) {
         int dfd = fcntl(s->dir_fd, F_DUPFD_CLOEXEC, 3);
         if (dfd < 0)
                 return;
@@ -522,33 +483,14 @@ void snapshot_remove_stale_builds(SnapshotStore *s) {
                 return;
         }
         for (struct dirent *de; (de = readdir(d));) {
-                const char *dash = strrchr(de->d_name, '-');
                 char path[768];
-                /* KEY.lock without KEY: remove it if nobody holds it. */
-                size_t len = strlen(de->d_name);
-                if (len == 64 + 5 && strcmp(de->d_name + 64, ".lock") == 0) {
-                        char key[65];
-                        struct stat st;
-                        memcpy(key, de->d_name, 64);
-                        key[64] = 0;
-                        if (is_hex64(key) && fstatat(s->dir_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-                                int lock = snapshot_lock(s, key);
-                                if (lock >= 0) {
-                                        (void) unlinkat(s->dir_fd, de->d_name, 0);
-                                        safe_close(lock);
-                                }
-                        }
+                const char *n = de->d_name;
+                bool stale = strstr(n, ".tmp") || strstr(n, ".drop-") ||
+                             (strlen(n) == 64 + 5 && strcmp(n + 64, ".lock") == 0); /* format 3's lock files */
+                if (!stale || n[0] == '.')
                         continue;
-                }
-                if (!dash || (!strstr(de->d_name, ".tmp-") && !strstr(de->d_name, ".drop-")))
-                        continue;
-                uint64_t pid;
-                if (!parse_u64(dash + 1, &pid) || pid == 0 || pid > INT32_MAX)
-                        continue;
-                if ((pid_t) pid == getpid() || kill((pid_t) pid, 0) == 0 || errno != ESRCH)
-                        continue;
-                snprintf(path, sizeof path, "%s/%.160s", s->path, de->d_name);
-                log_debug("Removing %s, left by a worker that is gone.", path);
+                snprintf(path, sizeof path, "%s/%.160s", s->path, n);
+                log_debug("Removing %s, left over by an earlier run.", path);
                 (void) rm_rf(path);
         }
         closedir(d);

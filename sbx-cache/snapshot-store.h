@@ -1,19 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The L1 snapshot cache on disk (docs/snapshots.md), used by the worker before its seccomp filter
- * (lookup, integrity check, drop, eviction, preparing a build) and by `sbxctl cache`.
+/* The L1 snapshot cache on disk (docs/snapshots.md), owned by sbx-cache: only the daemon opens it
+ * by path, clients get fds.
  *
- *   STATE_DIR/cache/l1/            0700
- *     KEY/{ram,state,meta}         a committed snapshot (KEY: 64 hex digits, snapshot_key())
- *     KEY.lock                     flock(): held by the worker that builds or drops KEY
- *     KEY.tmp-PID/                 a build in progress (renamed to KEY when complete)
- *     inputs                       content hashes of the images, by path + size + mtime + inode
+ *   CACHE_DIR/                     0700, owned by sbx-cache's user
+ *     .lock                        flock(): held by the running daemon
+ *     KEY/{ram,state,meta}         a committed snapshot (KEY: 64 hex digits, snapshot_key()); 0644
+ *     KEY.tmp-N/                   an insert in progress (renamed to KEY when complete)
+ *     KEY.drop-PID-N/              an entry being removed
+ *     inputs                       content hashes of the images, by device, inode, size and mtime
  *
  * meta is a small text file: see snapshot_meta_format(). A snapshot is valid when meta parses, has
  * this format version and the expected key, the ram file's size is the guest memory size, and the
  * state file has the recorded size and SHA-256. Anything else is dropped (renamed away, removed)
- * and rebuilt, never restored. */
+ * and rebuilt, never restored. The RAM file's hash (ram_sha256) is checked by `sbxctl cache
+ * verify`: 256 MiB per lookup would be too slow. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,19 +24,9 @@
 
 #include "sha256.h"
 
-#define SNAPSHOT_FORMAT_VERSION 3u /* 2 had a virtio-balloon device, 3 has none again */
+#define SNAPSHOT_FORMAT_VERSION 4u /* 2 had a virtio-balloon device, 3 none; 4 adds ram_sha256 (sbx-cache) */
 #define SNAPSHOT_META_MAX 4096u
 #define SNAPSHOT_KEY_SIZE SHA256_HEX_SIZE
-
-typedef struct SnapshotInputs {
-        const char *kernel, *initrd, *rootfs, *qemu; /* paths; their contents are hashed */
-        const char *accel;                           /* "tcg" | "kvm" */
-        const char *machine;                         /* QEMU -M options */
-        const char *cpu;                             /* QEMU -cpu */
-        const char *cmdline_extra;                   /* kernel arguments that differ per run, or NULL */
-        uint32_t memory_mb, vcpus;
-        const char *language;
-} SnapshotInputs;
 
 typedef struct SnapshotMeta {
         unsigned version;
@@ -44,6 +36,7 @@ typedef struct SnapshotMeta {
         uint64_t ram_size;
         uint64_t state_size;
         char state_sha256[SHA256_HEX_SIZE];
+        char ram_sha256[SHA256_HEX_SIZE]; /* ram_content_hash() */
         char qemu_version[32];
         uint64_t created_usec; /* CLOCK_REALTIME */
         uint64_t save_ms;      /* how long the migration took */
@@ -54,20 +47,22 @@ int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const cha
 /* The text of meta; -ENOBUFS if size is too small. Returns the length. */
 int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size);
 
-/* The cache directory (created 0700 if missing) as an open fd and its path. */
+/* The cache directory (created 0700 with its parents if missing) as an open fd and its path. */
 typedef struct SnapshotStore {
         int dir_fd;
         char path[512];
 } SnapshotStore;
 #define SNAPSHOT_STORE_NULL ((SnapshotStore){.dir_fd = -EBADF})
-int snapshot_store_open(const char *state_dir, bool create, SnapshotStore *ret);
+int snapshot_store_open(const char *path, bool create, SnapshotStore *ret);
 void snapshot_store_close(SnapshotStore *s);
 
-/* The cache key: SHA-256 over the format version, the content hashes of the images and of QEMU's
- * binary (cached in "inputs" by path, size, mtime and inode), and every VM setting. */
-int snapshot_key(SnapshotStore *s, const SnapshotInputs *in, char key[SNAPSHOT_KEY_SIZE]);
+/* The cache key: SHA-256 over the format version, the content hashes of the four images (kernel,
+ * initrd, rootfs, QEMU binary; fds from the client, hashes cached in "inputs"), and the settings
+ * text (every other VM setting, see docs/snapshots.md). */
+int snapshot_key(SnapshotStore *s, const int image_fds[4], const char *settings, char key[SNAPSHOT_KEY_SIZE]);
 
-/* Checks KEY/ (see above). 1 valid (meta in *ret_meta), 0 absent, -EBADMSG invalid (reason set). */
+/* Checks KEY/ (see above; memory_mb 0: any size). 1 valid (meta in *ret_meta), 0 absent, -EBADMSG invalid (reason set).
+ */
 int snapshot_validate(SnapshotStore *s, const char *key, uint32_t memory_mb, SnapshotMeta *ret_meta,
                       const char **ret_reason);
 /* Renames KEY/ (or any entry name) away and removes it. */
@@ -85,10 +80,8 @@ typedef struct SnapshotEntry {
 /* Committed entries (KEY/ directories), oldest use first. *ret is malloc()ed. */
 int snapshot_list(SnapshotStore *s, SnapshotEntry **ret, size_t *ret_n);
 /* Drops least recently used entries until their disk use plus need_bytes fits max_bytes. Entries
- * whose lock is held (being built or dropped) are skipped. Returns the number dropped. */
-int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes);
-/* Removes KEY.tmp-PID directories of workers that are gone. */
-void snapshot_remove_stale_builds(SnapshotStore *s);
-
-/* Takes KEY.lock (LOCK_EX | LOCK_NB). The fd, -EWOULDBLOCK when someone else holds it. */
-int snapshot_lock(SnapshotStore *s, const char *key);
+ * for which busy() says so are skipped. Returns the number dropped. */
+int snapshot_evict(SnapshotStore *s, uint64_t max_bytes, uint64_t need_bytes,
+                   bool (*busy)(const char *key, void *userdata), void *userdata);
+/* Removes what an earlier daemon left: KEY.tmp-* and KEY.drop-* directories (call with .lock held). */
+void snapshot_remove_leftovers(SnapshotStore *s);
