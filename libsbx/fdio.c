@@ -6,10 +6,13 @@
 #include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -26,7 +29,7 @@ int loop_write(int fd, const void *buf, size_t n) {
                         if (errno == EINTR)
                                 continue;
                         if (errno == EAGAIN) {
-                                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+                                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
                                 if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
                                         return -errno;
                                 continue;
@@ -103,4 +106,40 @@ int rm_rf(const char *path) {
         if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
                 return errno == ENOENT ? 0 : -errno;
         return 0;
+}
+
+int unix_connect(const char *path, int *ret_fd) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+void exec_with_listen_fd(const char *path, int fd, const char *fd_name) {
+        char buf[32];
+        sigset_t none;
+
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (fd_move_to(fd, 3) < 0)
+                _exit(127);
+        snprintf(buf, sizeof buf, "%d", (int) getpid());
+        setenv("LISTEN_PID", buf, 1);
+        setenv("LISTEN_FDS", "1", 1);
+        setenv("LISTEN_FDNAMES", fd_name, 1);
+        execlp(path, path, (char *) NULL);
+        fprintf(stderr, "failed to execute %s: %m\n", path);
+        _exit(127);
 }

@@ -5,29 +5,23 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "macro.h"
 #include "netd-client.h"
 
 #define NETD_REPLY_TIMEOUT_SEC 10
 
 static int netd_connect(const char *path) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct timeval tv = {.tv_sec = NETD_REPLY_TIMEOUT_SEC};
         _cleanup_close_ int fd = -EBADF;
 
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
+        int r = unix_connect(path, &fd);
+        if (r < 0)
+                return r;
         if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
                 return -errno;
         return TAKE_FD(fd);
 }

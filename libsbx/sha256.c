@@ -94,6 +94,16 @@ void sha256_hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[SHA256_HEX_SIZE]) 
         out[2 * SHA256_DIGEST_SIZE] = 0;
 }
 
+void sha256_buf_hex(const void *p, size_t n, char out[SHA256_HEX_SIZE]) {
+        uint8_t d[SHA256_DIGEST_SIZE];
+        Sha256 s;
+
+        sha256_init(&s);
+        sha256_update(&s, p, n);
+        sha256_final(&s, d);
+        sha256_hex(d, out);
+}
+
 int sha256_fd_hex(int fd, char out[SHA256_HEX_SIZE]) {
         static uint8_t buf[64 * 1024];
         uint8_t d[SHA256_DIGEST_SIZE];

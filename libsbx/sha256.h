@@ -22,5 +22,7 @@ void sha256_update(Sha256 *s, const void *data, size_t n);
 void sha256_final(Sha256 *s, uint8_t out[SHA256_DIGEST_SIZE]);
 /* Lower-case hex of a digest, NUL-terminated. */
 void sha256_hex(const uint8_t d[SHA256_DIGEST_SIZE], char out[SHA256_HEX_SIZE]);
+/* The hex digest of a buffer. */
+void sha256_buf_hex(const void *p, size_t n, char out[SHA256_HEX_SIZE]);
 /* Hashes everything read from fd (from its current offset) into hex. -errno on read errors. */
 int sha256_fd_hex(int fd, char out[SHA256_HEX_SIZE]);

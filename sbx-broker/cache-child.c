@@ -17,6 +17,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "worker-spawn.h"
 
 #define CACHE_RESTART_USEC (1000u * 1000u)
 
@@ -47,25 +48,9 @@ static int cache_spawn(Broker *b) {
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                char buf[32];
-                sigset_t none;
-
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                signal(SIGPIPE, SIG_DFL);
                 /* It must not outlive us (a next broker starts its own). */
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (fd_move_to(b->cache_listen_fd, 3) < 0)
-                        _exit(127);
-                snprintf(buf, sizeof buf, "%d", (int) getpid());
-                setenv("LISTEN_PID", buf, 1);
-                setenv("LISTEN_FDS", "1", 1);
-                setenv("LISTEN_FDNAMES", "cache", 1);
-                if (b->config_path)
-                        setenv("SBX_CONFIG", b->config_path, 1);
-                execl(b->config.cache_path, b->config.cache_path, (char *) NULL);
-                fprintf(stderr, "sbx-broker: failed to execute %s: %m\n", b->config.cache_path);
-                _exit(127);
+                broker_exec_with_fd(b, b->config.cache_path, b->cache_listen_fd, "cache");
         }
         b->cache_pid = pid;
         log_debug("Started sbx-cache (pid %d).", (int) pid);

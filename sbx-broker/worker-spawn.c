@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -16,17 +15,11 @@
 #include "worker-spawn.h"
 
 static int connect_worker_socket(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -EBADF;
 
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-                return log_error_errno(errno, "Failed to connect to %s: %m", path);
+        int r = unix_connect(path, &fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to %s: %m", path);
 
         /* The socket must be systemd's (root) or our own: anyone else listening
          * there would receive our users' code. */
@@ -39,6 +32,12 @@ static int connect_worker_socket(const char *path, int *ret_fd) {
                                        path, (int) cred.uid);
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+_noreturn_ void broker_exec_with_fd(Broker *b, const char *path, int fd, const char *fd_name) {
+        if (b->config_path)
+                setenv("SBX_CONFIG", b->config_path, 1);
+        exec_with_listen_fd(path, fd, fd_name);
 }
 
 static int spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
@@ -59,25 +58,8 @@ static int spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
                 close(sv[1]);
                 return r;
         }
-        if (pid == 0) {
-                char buf[32];
-                sigset_t none;
-
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                signal(SIGPIPE, SIG_DFL);
-                if (fd_move_to(sv[1], 3) < 0)
-                        _exit(127);
-                snprintf(buf, sizeof buf, "%d", (int) getpid());
-                setenv("LISTEN_PID", buf, 1);
-                setenv("LISTEN_FDS", "1", 1);
-                setenv("LISTEN_FDNAMES", "connection", 1);
-                if (b->config_path)
-                        setenv("SBX_CONFIG", b->config_path, 1);
-                execl(b->config.worker_path, b->config.worker_path, (char *) NULL);
-                fprintf(stderr, "sbx-broker: failed to execute %s: %m\n", b->config.worker_path);
-                _exit(127);
-        }
+        if (pid == 0)
+                broker_exec_with_fd(b, b->config.worker_path, sv[1], "connection");
         close(sv[1]);
         *ret_pid = pid;
         *ret_fd = sv[0];

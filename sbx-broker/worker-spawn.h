@@ -13,7 +13,12 @@
 
 #include "broker.h"
 #include "frame.h"
+#include "macro.h"
 #include "request.h"
+
+/* In a forked child: exec_with_listen_fd() with SBX_CONFIG set to the broker's configuration. For
+ * workers and for the embedded sbx-cache. */
+_noreturn_ void broker_exec_with_fd(Broker *b, const char *path, int fd, const char *fd_name);
 
 /* A frame from the worker; a negative return is a protocol error. */
 typedef int (*worker_frame_handler_t)(void *userdata, uint8_t type, const uint8_t *payload, size_t len);

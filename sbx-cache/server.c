@@ -51,24 +51,10 @@ static int send_reply(Conn *k, SbxMsg *m) {
         return r;
 }
 
-static int send_error(Conn *k, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int send_error(Conn *k, int error, const char *fmt, ...) {
-        char note[SBX_CACHE_NOTE_MAX + 1];
-        va_list ap;
-        SbxMsg m;
-
-        va_start(ap, fmt);
-        vsnprintf(note, sizeof note, fmt, ap);
-        va_end(ap);
-        sbx_msg_begin(&m, SBX_K_ERROR);
-        sbx_msg_put_i32(&m, SBX_CT_ERRNO, error);
-        sbx_msg_put_str(&m, SBX_CT_NOTE, note);
-        return send_reply(k, &m);
-}
-
-static int send_miss(Conn *k, uint8_t type, const char *key, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int send_miss(Conn *k, uint8_t type, const char *key, const char *fmt, ...) {
+/* A reply with a formatted note: K_ERROR (with error), or K_BUILD / K_MISS (with key). */
+static int send_note(Conn *k, uint8_t type, int error, const char *key, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+static int send_note(Conn *k, uint8_t type, int error, const char *key, const char *fmt, ...) {
         char note[SBX_CACHE_NOTE_MAX + 1];
         va_list ap;
         SbxMsg m;
@@ -77,11 +63,15 @@ static int send_miss(Conn *k, uint8_t type, const char *key, const char *fmt, ..
         vsnprintf(note, sizeof note, fmt, ap);
         va_end(ap);
         sbx_msg_begin(&m, type);
+        if (type == SBX_K_ERROR)
+                sbx_msg_put_i32(&m, SBX_CT_ERRNO, error);
         if (key)
                 sbx_msg_put_str(&m, SBX_CT_KEY, key);
         sbx_msg_put_str(&m, SBX_CT_NOTE, note);
         return send_reply(k, &m);
 }
+#define send_error(k, error, ...) send_note(k, SBX_K_ERROR, error, NULL, __VA_ARGS__)
+#define send_miss(k, type, key, ...) send_note(k, type, 0, key, __VA_ARGS__)
 
 /* Opens KEY's files read-only for the client and marks the entry used (LRU). */
 static int send_hit(Conn *k, const char *key, const SnapshotMeta *meta) {

@@ -11,33 +11,13 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "tests.h"
 #include "frame.h"
 #include "macro.h"
 #include "ingest.h"
 #include "cache-request.h"
 #include "sha256.h"
 #include "snapshot-store.h"
-
-static unsigned n_passed, n_failed;
-
-#define CHECK(expr)                                                                                                    \
-        do {                                                                                                           \
-                if (expr)                                                                                              \
-                        n_passed++;                                                                                    \
-                else {                                                                                                 \
-                        n_failed++;                                                                                    \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);                       \
-                }                                                                                                      \
-        } while (0)
-
-static void hex_of(const void *p, size_t n, char out[SHA256_HEX_SIZE]) {
-        uint8_t d[SHA256_DIGEST_SIZE];
-        Sha256 s;
-        sha256_init(&s);
-        sha256_update(&s, p, n);
-        sha256_final(&s, d);
-        sha256_hex(d, out);
-}
 
 static SnapshotMeta sample_meta(void) {
         SnapshotMeta m = {
@@ -49,7 +29,7 @@ static SnapshotMeta sample_meta(void) {
                 .save_ms = 3,
         };
         memset(m.key, 'a', 64);
-        hex_of("state", 5, m.state_sha256);
+        sha256_buf_hex("state", 5, m.state_sha256);
         strcpy(m.language, "python");
         strcpy(m.qemu_version, "10.0.2");
         memset(m.ram_sha256, 'b', 64);
@@ -274,6 +254,5 @@ int main(void) {
         test_ram_hash();
         test_ingest();
         test_request();
-        printf("%u passed, %u failed\n", n_passed, n_failed);
-        return n_failed == 0 ? 0 : 1;
+        return CHECK_SUMMARY();
 }

@@ -10,40 +10,20 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "tests.h"
 #include "macro.h"
 #include "qmp.h"
 #include "sha256.h"
 
-static unsigned n_passed, n_failed;
-
-#define CHECK(expr)                                                                                                    \
-        do {                                                                                                           \
-                if (expr)                                                                                              \
-                        n_passed++;                                                                                    \
-                else {                                                                                                 \
-                        n_failed++;                                                                                    \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);                       \
-                }                                                                                                      \
-        } while (0)
-
-static void hex_of(const void *p, size_t n, char out[SHA256_HEX_SIZE]) {
-        uint8_t d[SHA256_DIGEST_SIZE];
-        Sha256 s;
-        sha256_init(&s);
-        sha256_update(&s, p, n);
-        sha256_final(&s, d);
-        sha256_hex(d, out);
-}
-
 static void test_sha256(void) {
         char h[SHA256_HEX_SIZE];
 
-        hex_of("", 0, h);
+        sha256_buf_hex("", 0, h);
         CHECK(strcmp(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
-        hex_of("abc", 3, h);
+        sha256_buf_hex("abc", 3, h);
         CHECK(strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
         const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-        hex_of(two, strlen(two), h);
+        sha256_buf_hex(two, strlen(two), h);
         CHECK(strcmp(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
         /* One million 'a', fed in odd pieces. */
         static char a[1000000];
@@ -119,6 +99,5 @@ static void test_qmp(void) {
 int main(void) {
         test_sha256();
         test_qmp();
-        printf("%u passed, %u failed\n", n_passed, n_failed);
-        return n_failed == 0 ? 0 : 1;
+        return CHECK_SUMMARY();
 }

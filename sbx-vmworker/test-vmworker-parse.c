@@ -12,9 +12,8 @@
 #include "proto.h"
 #include "run-request.h"
 #include "macro.h"
+#include "tests.h"
 #include "text-util.h"
-
-static unsigned n_passed, n_failed;
 
 /* Setup steps that cannot fail unless the test itself is broken. */
 static void must(int r) {
@@ -23,16 +22,6 @@ static void must(int r) {
                 abort();
         }
 }
-
-#define CHECK(expr)                                                                   \
-        do {                                                                          \
-                if (expr)                                                             \
-                        n_passed++;                                                   \
-                else {                                                                \
-                        n_failed++;                                                   \
-                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
-                }                                                                     \
-        } while (0)
 
 /* Payload of a finished message (after the 12-byte header). */
 #define PAYLOAD(m) ((m).data + SBX_FRAME_HEADER_SIZE)
@@ -586,6 +575,5 @@ int main(void) {
         test_guest_frames();
         test_text();
         test_exec();
-        printf("%u passed, %u failed\n", n_passed, n_failed);
-        return n_failed == 0 ? 0 : 1;
+        return CHECK_SUMMARY();
 }

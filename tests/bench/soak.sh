@@ -14,9 +14,19 @@ start_bus
 "$SBXCTL" status >/dev/null || { echo "soak: the broker did not start"; exit 1; }
 "$SBXCTL" pool set python="$pool" javascript="$pool" raw="$pool" >/dev/null
 echo "soak: $runs runs at concurrency $conc, warm pool $pool per language, $(nproc) CPUs"
+# sbx-cache is the broker's child (embedded mode): its RSS and fds, read from /proc.
+cache_stats() {
+    local pid
+    pid=$(pgrep -f "^$BUILD/sbx-cache/sbx-cache" | head -n1)
+    [[ -n "$pid" ]] || { echo "- -"; return; }
+    echo "$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status) $(ls /proc/$pid/fd | wc -l) $pid"
+}
+read -r cache_rss0 cache_fds0 cache_pid0 <<<"$(cache_stats)"
 start=$SECONDS
 "$SBXCTL" bench soak -n "$runs" -c "$conc"
 rc=$?
+read -r cache_rss1 cache_fds1 cache_pid1 <<<"$(cache_stats)"
+echo "sbx-cache RSS:   $cache_rss0 kB at start, $cache_rss1 kB at end; fds $cache_fds0 at start, $cache_fds1 at end$([[ "$cache_pid0" != "$cache_pid1" ]] && echo " (RESTARTED)")"
 echo "wall time:       $((SECONDS - start)) s"
 
 "$SBXCTL" pool set python=0 javascript=0 raw=0 >/dev/null

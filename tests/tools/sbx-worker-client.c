@@ -284,21 +284,9 @@ static int parse_options(int argc, char *argv[], Options *o) {
 
 static pid_t spawn_worker(const char *path, int fd) {
         pid_t pid = fork();
-        if (pid != 0)
-                return pid;
-
-        char buf[32];
-        signal(SIGPIPE, SIG_DFL);
-        if (fd_move_to(fd, 3) < 0)
-                _exit(127);
-        snprintf(buf, sizeof buf, "%d", (int) getpid());
-        setenv("LISTEN_PID", buf, 1);
-        setenv("LISTEN_FDS", "1", 1);
-        setenv("LISTEN_FDNAMES", "connection", 1);
-        execl(path, "sbx-vmworker", (char *) NULL);
-        execlp(path, "sbx-vmworker", (char *) NULL);
-        fprintf(stderr, "sbx-worker-client: failed to execute %s: %m\n", path);
-        _exit(127);
+        if (pid == 0)
+                exec_with_listen_fd(path, fd, "connection");
+        return pid;
 }
 
 static void put_network(SbxMsg *m, const Options *o) {

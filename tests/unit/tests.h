@@ -80,3 +80,19 @@
                 fprintf(stderr, "== %s\n", #fn);                                                                       \
                 fn();                                                                                                  \
         } while (0)
+
+/* A check that counts instead of aborting, for tests that report every failed check at once;
+ * main() ends with `return CHECK_SUMMARY();`. */
+__attribute__((unused)) static unsigned check_passed, check_failed;
+
+#define CHECK(expr)                                                                                                    \
+        do {                                                                                                           \
+                if (expr)                                                                                              \
+                        check_passed++;                                                                                \
+                else {                                                                                                 \
+                        check_failed++;                                                                                \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr);                       \
+                }                                                                                                      \
+        } while (0)
+
+#define CHECK_SUMMARY() (printf("%u passed, %u failed\n", check_passed, check_failed), check_failed == 0 ? 0 : 1)
