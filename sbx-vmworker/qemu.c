@@ -152,11 +152,13 @@ int qemu_build_argv(const QemuOptions *o, char ***ret) {
         argv_add(&b, "-initrd");
         argv_add(&b, "%s", o->initrd);
         argv_add(&b, "-append");
+        /* sbx.tcg=1 tells the guest it is emulated (guest/agent/exec.c tunes Bun for that). */
         if (o->accel != SBX_ACCEL_KVM && o->tsc_khz > 0)
-                argv_add(&b, "console=ttyS0 quiet panic=-1 tsc_early_khz=%" PRIu32 "%s%s", o->tsc_khz,
+                argv_add(&b, "console=ttyS0 quiet panic=-1 sbx.tcg=1 tsc_early_khz=%" PRIu32 "%s%s", o->tsc_khz,
                          o->cmdline_extra ? " " : "", o->cmdline_extra ?: "");
         else
-                argv_add(&b, "console=ttyS0 quiet panic=-1%s%s", o->cmdline_extra ? " " : "", o->cmdline_extra ?: "");
+                argv_add(&b, "console=ttyS0 quiet panic=-1%s%s%s", o->accel != SBX_ACCEL_KVM ? " sbx.tcg=1" : "",
+                         o->cmdline_extra ? " " : "", o->cmdline_extra ?: "");
 
         if (o->image_fds) {
                 argv_add(&b, "-add-fd");

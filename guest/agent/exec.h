@@ -34,6 +34,8 @@ typedef struct ExecChild {
 } ExecChild;
 
 /* On failure *ret_reason says why (static storage). */
+/* Under TCG (sbx.tcg=1) the interpreters get defaults tuned for emulation; see build_env(). */
+void exec_set_emulated(bool emulated);
 int exec_request_parse(const uint8_t *payload, size_t len, ExecRequest *ret, const char **ret_reason);
 void exec_request_done(ExecRequest *req);
 

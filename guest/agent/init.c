@@ -130,6 +130,7 @@ int guest_early_setup(GuestOptions *ret) {
         if (read_small_file("/proc/cmdline", cmdline, sizeof cmdline) >= 0) {
                 ret->probe = cmdline_has(cmdline, "sbx.probe=1");
                 ret->debug = cmdline_has(cmdline, "sbx.debug=1");
+                ret->tcg = cmdline_has(cmdline, "sbx.tcg=1");
         }
         return 0;
 }

@@ -17,6 +17,7 @@
 typedef struct GuestOptions {
         bool probe; /* sbx.probe=1: say HELLO, then power off */
         bool debug; /* sbx.debug=1: log at debug level on the console */
+        bool tcg;   /* sbx.tcg=1: the VM is emulated (TCG), not accelerated */
 } GuestOptions;
 
 /* Mounts the early API file systems and reads the kernel command line. */

@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "fdio.h"
+#include "exec.h"
 #include "init.h"
 #include "log.h"
 #include "proto.h"
@@ -41,6 +42,7 @@ int main(int argc, char *argv[]) {
                 fatal(r, "Early setup failed");
         if (opts.debug)
                 log_set_max_level(LOG_DEBUG);
+        exec_set_emulated(opts.tcg);
         log_debug("init started at %llu ms after boot", (unsigned long long) (now_usec(CLOCK_BOOTTIME) / 1000u));
         r = guest_setup_root();
         if (r < 0)
