@@ -58,6 +58,44 @@ static void as_root(void) {
         (void) setfsgid(0);
 }
 
+/* The directory parent (a checked path relative to the home, "" for the home), created like
+ * `mkdir -p` where components are missing: 0755, by the user (call as_user() first). Each prefix
+ * is resolved beneath the home, as every other access is. An O_PATH fd or -errno. */
+static int open_parent_dirs(const char *parent) {
+        char prefix[SBX_PATH_MAX + 1];
+        size_t len = strlen(parent);
+        int fd;
+
+        fd = openat2_beneath(home_fd(), *parent ? parent : ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+        if (fd != -ENOENT || len >= sizeof prefix)
+                return fd;
+        for (size_t i = 1; i <= len; i++) {
+                if (parent[i] != '/' && parent[i] != 0)
+                        continue;
+                memcpy(prefix, parent, i);
+                prefix[i] = 0;
+                fd = openat2_beneath(home_fd(), prefix, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+                if (fd >= 0) {
+                        safe_close(fd);
+                        continue;
+                }
+                if (fd != -ENOENT)
+                        return fd;
+                /* Missing: create its last component in the (existing) directory above it. */
+                char *slash = strrchr(prefix, '/');
+                if (slash)
+                        *slash = 0;
+                int dir_fd = openat2_beneath(home_fd(), slash ? prefix : ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+                if (dir_fd < 0)
+                        return dir_fd;
+                int r = mkdirat(dir_fd, slash ? slash + 1 : prefix, 0755) < 0 && errno != EEXIST ? -errno : 0;
+                safe_close(dir_fd);
+                if (r < 0)
+                        return r;
+        }
+        return openat2_beneath(home_fd(), parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+}
+
 static int send_result(int port_fd, SbxFileStatus status, uint64_t size, const char *message) {
         SbxMsg m;
         int r;
@@ -204,7 +242,7 @@ int files_write_begin(FileWrite *w, int port_fd, const uint8_t *payload, size_t 
                 return 0;
         }
         as_user();
-        w->dir_fd = openat2_beneath(home_fd(), *parent ? parent : ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+        w->dir_fd = open_parent_dirs(parent);
         if (w->dir_fd < 0) {
                 as_root();
                 st = errno_status(-w->dir_fd, msg, sizeof msg);

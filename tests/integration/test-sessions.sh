@@ -112,6 +112,19 @@ check "ADK flow: upload a CSV, transform it, download the result" \
     [ "$(cat "$TMP/output.csv" 2>/dev/null)" = "$(tr a-z A-Z <"$TMP/input.csv")" ]
 [[ -f "$TMP/output.csv" ]] || diag "$(cat "$TMP/adk.err")"
 
+# WriteFile into directories that do not exist yet: created like mkdir -p, as the user.
+(cd "$TMP" && "$SBX" run -q --upload "$TMP/input.csv:data/in/input.csv" \
+    -c "import os; print(open('data/in/input.csv').read().count(chr(10)), oct(os.stat('data/in').st_mode & 0o777), os.stat('data').st_uid)") \
+    >"$TMP/mk.out" 2>"$TMP/mk.err"
+check "an upload into missing directories creates them (0755, owned by the user)" [ "$(cat "$TMP/mk.out")" = "3 0o755 1000" ] ||
+    diag "$(cat "$TMP/mk.out" "$TMP/mk.err")"
+printf 'x' >"$TMP/x.txt"
+printf 'import os; os.symlink("/tmp", "esc")\n.upload %s esc/new/x.txt\nimport os; print(os.path.exists("/tmp/new"))\n' "$TMP/x.txt" |
+    "$SBX" session -q >"$TMP/esc.out" 2>"$TMP/esc.err"
+check "  but not through a symlink out of the home (refused, nothing created there)" \
+    eval 'grep -qi "invalid\|outside\|escape" "$TMP/esc.err" && grep -qx False "$TMP/esc.out"' ||
+    diag "$(cat "$TMP/esc.out" "$TMP/esc.err")"
+
 head -c $((100 * 1024 * 1024)) /dev/urandom >"$TMP/big.bin"
 bp=$(broker_pid)
 hwm_before=$(awk '/VmHWM/{print $2}' /proc/$bp/status)
