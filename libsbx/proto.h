@@ -60,6 +60,7 @@ typedef enum SbxMsgType {
         SBX_H_FILE_READ = 70,  /* PATH */
         SBX_H_LIST = 71,       /* PATH */
         SBX_H_RESUME = 72,     /* CLOCK_NS, SEED: the VM was restored from a snapshot -> G_RESUMED */
+        SBX_H_INTERRUPT = 73,  /* SIGINT to the running code's process group; SIGKILL 2 s later if it runs on */
 
         /* broker -> worker */
         SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
@@ -72,6 +73,7 @@ typedef enum SbxMsgType {
         SBX_B_FILE_READ = 133,    /* PATH + one fd to write the content into -> W_FILE_RESULT */
         SBX_B_LIST = 134,         /* PATH -> W_LIST_ENTRY*, W_FILE_RESULT */
         SBX_B_CLOSE = 135,        /* stop the VM and exit (EOF means the same) */
+        SBX_B_INTERRUPT = 136,    /* interrupt the running session exec (Ctrl-C); ignored when none runs */
 
         /* worker -> broker */
         SBX_W_STATUS = 160, /* PHASE, QEMU_PID, BOOT_MS */

@@ -207,6 +207,28 @@ static int method_list_files(sd_bus_message *m, void *userdata, sd_bus_error *er
         return file_op(m, userdata, SESSION_OP_LIST, error);
 }
 
+/* Ctrl-C for the running Exec: its reply still comes, with what the code printed and its exit code
+ * (Python keeps the session's state: the code gets KeyboardInterrupt). True if one was running. */
+static int method_interrupt(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Session *s = userdata;
+        bool running;
+        int r;
+
+        r = session_precheck(s, m, error);
+        if (r < 0)
+                return r;
+        running = s->current && s->current->kind == SESSION_OP_EXEC && s->worker.fd >= 0;
+        if (running) {
+                SbxMsg msg;
+                sbx_msg_begin(&msg, SBX_B_INTERRUPT);
+                r = sbx_msg_send(&msg, s->worker.fd);
+                sbx_msg_done(&msg);
+                if (r < 0)
+                        return sd_bus_error_set_errnof(error, -r, "Failed to reach the session's VM: %m");
+        }
+        return sd_bus_reply_method_return(m, "b", running);
+}
+
 static int method_close(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Session *s = userdata;
         int r = session_check_owner(s, m, error);
@@ -266,6 +288,8 @@ static const sd_bus_vtable session_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListFiles", "s", SD_BUS_PARAM(path), "a(sbt)", SD_BUS_PARAM(entries),
                                  method_list_files, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Interrupt", "", , "b", SD_BUS_PARAM(was_running), method_interrupt,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Close", "", "", method_close, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("Output", "say", SD_BUS_PARAM(stream) SD_BUS_PARAM(data), 0),
         SD_BUS_VTABLE_END,

@@ -682,6 +682,20 @@ int session_on_broker_frame(Session *s, uint8_t type, const uint8_t *p, size_t n
                 worker_fail(w, SBX_ERR_TRANSIENT, "The session was cancelled.");
                 return 1;
         }
+        if (type == SBX_B_INTERRUPT) {
+                /* Ctrl-C for the running exec; late ones (the exec just ended) are no error. */
+                if (w->state == WORKER_SESSION && s->op == SESSION_EXEC) {
+                        SbxMsg m;
+                        sbx_msg_begin(&m, SBX_H_INTERRUPT);
+                        int r = framed_conn_send(&w->guest, &m);
+                        sbx_msg_done(&m);
+                        if (r < 0)
+                                log_debug_errno(r, "Failed to send INTERRUPT: %m");
+                        else
+                                log_info("Exec %" PRIu64 ": interrupted by the caller.", s->exec.run_id);
+                }
+                return 0;
+        }
         if (w->state != WORKER_SESSION) {
                 snprintf(buf, sizeof buf, "message type %u before SBX_W_SESSION_READY", type);
                 session_violation(s, buf);

@@ -248,7 +248,8 @@ static int bus_poll_once(sd_bus *bus, int extra_fd, bool *ret_extra_ready) {
         return 0;
 }
 
-/* SbxCallFn: an async call and a loop that notices Ctrl-C (once: explain; twice: give up). */
+/* SbxCallFn: an async call and a loop that notices Ctrl-C (once: interrupt a running Exec, or
+ * explain; twice: give up). */
 static int repl_call(void *userdata, sd_bus_message *m, uint64_t usec, sd_bus_message **ret_reply,
                      sd_bus_error *ret_error) {
         Repl *repl = userdata;
@@ -256,6 +257,9 @@ static int repl_call(void *userdata, sd_bus_message *m, uint64_t usec, sd_bus_me
         Pending p = { .error = SD_BUS_ERROR_NULL };
         sig_atomic_t seen = 0;
         int r;
+
+        const char *member = sd_bus_message_get_member(m);
+        bool is_exec = member && strcmp(member, "Exec") == 0;
 
         got_sigint = 0;
         r = sd_bus_call_async(repl->bus, &slot, m, on_reply, &p, usec);
@@ -275,9 +279,18 @@ static int repl_call(void *userdata, sd_bus_message *m, uint64_t usec, sd_bus_me
                 }
                 if (got_sigint != seen) {
                         seen = got_sigint;
-                        fputs("\n[still running: it cannot be cancelled, only waited for (or its timeout);\n"
-                              " Ctrl-C again closes the session, losing its state, and quits]\n",
-                              stderr);
+                        if (is_exec) {
+                                /* The Exec's own reply still comes, with the code's output and exit code. */
+                                r = sd_bus_call_method_async(repl->bus, NULL, SBX_BUS_NAME, repl->path,
+                                                             SBX_SESSION_IFACE, "Interrupt", NULL, NULL, "");
+                                fputs(r < 0 ? "\n[cannot interrupt it; Ctrl-C again closes the session and quits]\n"
+                                            : "\n[interrupting; Ctrl-C again closes the session, losing its state, "
+                                              "and quits]\n",
+                                      stderr);
+                        } else
+                                fputs("\n[still running: a file transfer cannot be interrupted, only waited for;\n"
+                                      " Ctrl-C again closes the session, losing its state, and quits]\n",
+                                      stderr);
                 }
                 r = bus_poll_once(repl->bus, -1, NULL);
                 if (r < 0 && r != -EINTR)

@@ -33,10 +33,11 @@ typedef struct Exec {
         bool exited; /* the main child was reaped */
         int status;
         bool timed_out;
+        bool interrupted; /* H_INTERRUPT: SIGINT sent; the timer now means SIGKILL */
         uint64_t start_usec;
         uint64_t exec_ms;
         uint64_t drain_deadline;
-        Session *session; /* a session exec: the interpreter it runs in */
+        Session *session;      /* a session exec: the interpreter it runs in */
         bool have_done_status; /* the driver reported the status */
         int done_status;
         bool state_reset;
@@ -235,6 +236,24 @@ static void kill_exec(Agent *a) {
                 (void) kill(-a->exec.child.pid, SIGKILL);
 }
 
+/* Ctrl-C: SIGINT to the code's process group, as a terminal would. An interpreter that survives it
+ * (Python raises KeyboardInterrupt in the code) keeps the session's state; code that ignores it is
+ * killed INTERRUPT_GRACE_USEC later. */
+#define INTERRUPT_GRACE_USEC (2u * 1000000u)
+static void interrupt_exec(Agent *a) {
+        struct itimerspec its = {}, left = {};
+
+        if (!a->running || a->exec.exited || a->exec.interrupted)
+                return;
+        a->exec.interrupted = true;
+        (void) kill(-a->exec.child.pid, SIGINT);
+        /* The exec's timer now ends the grace, unless the timeout comes first. */
+        its.it_value.tv_sec = INTERRUPT_GRACE_USEC / 1000000u;
+        if (timerfd_gettime(a->timer_fd, &left) == 0 &&
+            (left.it_value.tv_sec > its.it_value.tv_sec || (left.it_value.tv_sec == 0 && left.it_value.tv_nsec == 0)))
+                (void) timerfd_settime(a->timer_fd, 0, &its, NULL);
+}
+
 static int handle_frame(Agent *a, uint8_t type, const uint8_t *payload, size_t len) {
         switch (type) {
         case SBX_H_EXEC:
@@ -246,6 +265,10 @@ static int handle_frame(Agent *a, uint8_t type, const uint8_t *payload, size_t l
         case SBX_H_CANCEL:
                 log_debug("cancel requested");
                 kill_exec(a);
+                return 0;
+        case SBX_H_INTERRUPT:
+                log_debug("interrupt requested");
+                interrupt_exec(a);
                 return 0;
         case SBX_H_FILE_WRITE:
                 return files_write_begin(&a->file_write, a->port_fd, payload, len, a->running);
@@ -414,6 +437,11 @@ static void on_timeout(Agent *a) {
                 return;
         if (!a->running || a->exec.exited)
                 return;
+        if (a->exec.interrupted) {
+                log_debug("exec %u ignored the interrupt; killing it", a->n_execs);
+                kill_exec(a);
+                return;
+        }
         log_debug("exec %u timed out", a->n_execs);
         a->exec.timed_out = true;
         kill_exec(a);

@@ -89,6 +89,43 @@ check "  (with the data)" grep -q "streamed-line\|73 74 72 65 61 6d 65 64" "$TMP
 st=$("$SBXCTL" sessions 2>&1)
 check "sbxctl sessions lists the open sessions" grep -q "${py##*/}" <<<"$st"
 
+# --- Interrupt: Ctrl-C for a running Exec ---
+SYSTEMD_LOG_LEVEL=debug $BUSCTL --json=short --timeout=400 call org.sbx.Broker1 "$py" org.sbx.Session1 Exec \
+    'sa{sv}' 'import time; n = 41; print("sleeping", flush=True); time.sleep(120)' 0 >"$TMP/int.raw" 2>"$TMP/int.err" &
+intpid=$!
+for _ in $(seq 100); do
+    [[ "$($BUSCTL get-property org.sbx.Broker1 "$py" org.sbx.Session1 ExecCount 2>/dev/null | awk '{print $2}')" -gt 0 ]] 2>/dev/null && break
+    sleep 0.1
+done
+sleep 2 # inside time.sleep by now
+t0=$SECONDS
+scall "$py" Interrupt
+check "Interrupt on a running Exec says it was running" grep -q '"data":\[true\]' "$TMP/x.raw" || diag "$(cat "$TMP/x.raw" "$TMP/x.err")"
+wait $intpid
+jq '.data[0] | map_values(.data)' "$TMP/int.raw" >"$TMP/int.json" 2>/dev/null
+check "  the Exec returns at once, long before its 120 s ($((SECONDS - t0)) s)" [ $((SECONDS - t0)) -lt 20 ]
+check "  with its output and KeyboardInterrupt (exit 1)" \
+    eval '[ "$(jq -r .exit_code "$TMP/int.json")" = 1 ] && jq -r .stderr "$TMP/int.json" | grep -q KeyboardInterrupt && [ "$(jq -r .stdout "$TMP/int.json")" = sleeping ]' ||
+    diag "$(head -c 600 "$TMP/int.json")"
+sexec "$py" 'print(n + 1)'
+check "  and the session keeps its state (python)" [ "$(xget .stdout)" = 42 ]
+scall "$py" Interrupt
+check "Interrupt with nothing running says so" grep -q '"data":\[false\]' "$TMP/x.raw"
+# JavaScript: Bun dies of SIGINT, so the session's state is reset, and says so.
+SYSTEMD_LOG_LEVEL=debug $BUSCTL --json=short --timeout=400 call org.sbx.Broker1 "$js" org.sbx.Session1 Exec \
+    'sa{sv}' 'while (true) {}' 0 >"$TMP/int.raw" 2>"$TMP/int.err" &
+intpid=$!
+sleep 3
+t0=$SECONDS
+scall "$js" Interrupt
+wait $intpid
+jq '.data[0] | map_values(.data)' "$TMP/int.raw" >"$TMP/int.json" 2>/dev/null
+check "javascript: an interrupted busy loop ends at once ($((SECONDS - t0)) s), its state reset" \
+    eval '[ $((SECONDS - t0)) -lt 20 ] && [ "$(jq -r .state_reset "$TMP/int.json")" = true ]' ||
+    diag "$(head -c 600 "$TMP/int.json") $(cat "$TMP/int.err" | tail -3)"
+sexec "$js" 'console.log("after")'
+check "  and the session still runs code" [ "$(xget .stdout)" = after ]
+
 # --- paths ---
 for bad in '../x' '/etc/passwd' 'a/../../b' "$(head -c 4097 /dev/zero | tr '\0' a)" "$(head -c 256 /dev/zero | tr '\0' b)"; do
     scall "$py" ListFiles s "$bad"
