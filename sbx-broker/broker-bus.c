@@ -103,6 +103,14 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_append(reply, "{sv}", "worker_mode", "s", b->config.worker_socket ? "socket" : "spawn");
         if (r < 0)
                 return r;
+        /* The snapshot cache: "embedded" (our sbx-cache child: its pid, 0 while it restarts, and how
+         * often it had to be restarted) or "socket" (a system sbx-cache, cache_socket). */
+        bool own_cache = !(b->config.cache_socket && *b->config.cache_socket);
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}", "cache_mode", "s", own_cache ? "embedded" : "socket",
+                                  "cache_pid", "u", (uint32_t) (own_cache ? b->cache_pid : 0), "cache_restarts", "t",
+                                  b->cache_restarts);
+        if (r < 0)
+                return r;
         uint64_t hits = 0, misses = 0, rss_kb, hwm_kb;
         uint32_t fds;
         self_usage(&rss_kb, &hwm_kb, &fds);

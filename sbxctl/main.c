@@ -63,6 +63,19 @@ static int cmd_status(sd_bus *bus, int argc, char **argv) {
         if (sbx_dict_find(reply, "worker_mode", "s") > 0 && sd_bus_message_read(reply, "s", &s) >= 0)
                 printf("workers:     %s\n", strcmp(s, "socket") == 0 ? "socket-activated (systemd)"
                                                                        : "spawned by the broker (embedded)");
+        if (sbx_dict_find(reply, "cache_mode", "s") > 0 && sd_bus_message_read(reply, "s", &s) >= 0) {
+                if (strcmp(s, "socket") == 0)
+                        printf("snapshots:   sbx-cache.socket (cache_socket)\n");
+                else if (sbx_dict_find(reply, "cache_pid", "u") > 0 && sd_bus_message_read(reply, "u", &u) >= 0) {
+                        if (u > 0)
+                                printf("snapshots:   sbx-cache running (pid %u", u);
+                        else
+                                printf("snapshots:   sbx-cache not running (restarting; runs boot cold meanwhile");
+                        if (sbx_dict_find(reply, "cache_restarts", "t") > 0 && sd_bus_message_read(reply, "t", &t) >= 0)
+                                printf(", restarted %llu time(s)", (unsigned long long) t);
+                        printf(")\n");
+                }
+        }
         printf("slots:       ");
         if (sbx_dict_find(reply, "active_runs", "u") > 0 && sd_bus_message_read(reply, "u", &u) >= 0)
                 printf("%u running", u);

@@ -193,6 +193,9 @@ check "the run that was going on when sbx-cache died finished normally (exit $rc
 new_cache=""
 for _ in $(seq 50); do new_cache=$(cache_pid); [[ -n "$new_cache" && "$new_cache" != "$old_cache" ]] && break; sleep 0.1; done
 check "the broker restarted sbx-cache" [ -n "$new_cache" -a "$new_cache" != "$old_cache" ]
+st=$("$SBXCTL" status 2>&1)
+check "  sbxctl status shows it running again, restarted once" \
+    grep -q "^snapshots:   sbx-cache running (pid $new_cache, restarted 1 time(s))" <<<"$st" || diag "$st"
 "$SBX" run 'print(1)' >/dev/null 2>&1 # builds the snapshot if the kill cost it
 for _ in $(seq 100); do [[ -z "$(cache_tmps)" ]] && break; sleep 0.2; done
 run_json 'print("from the cache")'
