@@ -126,6 +126,26 @@ int unix_connect(const char *path, int *ret_fd) {
         return 0;
 }
 
+int unix_listen(const char *path, int backlog, int *ret_fd) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        (void) unlink(path);
+        /* No peer can connect before listen(), so the chmod() leaves no window. */
+        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || chmod(path, 0666) < 0 || listen(fd, backlog) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
 void exec_with_listen_fd(const char *path, int fd, const char *fd_name) {
         char buf[32];
         sigset_t none;

@@ -17,6 +17,9 @@ int write_string_file(const char *path, const char *s);
 /* A blocking AF_UNIX stream socket (close-on-exec) connected to path. -ENAMETOOLONG, or connect's
  * -errno (-ENOENT, -ECONNREFUSED when nobody listens). */
 int unix_connect(const char *path, int *ret_fd);
+/* A listening AF_UNIX stream socket (close-on-exec, non-blocking) at path, replacing a stale one
+ * there. Mode 0666: the daemons behind these sockets check every peer with SO_PEERCRED. */
+int unix_listen(const char *path, int backlog, int *ret_fd);
 /* In a forked child: executes path (searched in $PATH if it has no slash) with fd as its fd 3, the
  * way systemd's socket activation passes one (LISTEN_FDS=1, LISTEN_PID, LISTEN_FDNAMES=fd_name),
  * with the signal mask and SIGPIPE reset. Never returns. */

@@ -7,7 +7,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,25 +21,13 @@
 #define CACHE_RESTART_USEC (1000u * 1000u)
 
 static int cache_listen(Broker *b) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_close_ int fd = -EBADF;
-        char path[sizeof sa.sun_path];
+        char path[256];
 
         if (sbx_cache_socket_path(NULL, b->config.runtime_dir, path, sizeof path) < 0)
                 return -ENAMETOOLONG;
         (void) mkdir(b->config.runtime_dir, 0755);
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        (void) unlink(path);
-        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-                return -errno;
         /* Anyone may connect; sbx-cache decides by SO_PEERCRED. */
-        if (chmod(path, 0666) < 0 || listen(fd, 128) < 0)
-                return -errno;
-        b->cache_listen_fd = TAKE_FD(fd);
-        return 0;
+        return unix_listen(path, 128, &b->cache_listen_fd);
 }
 
 static int cache_spawn(Broker *b) {

@@ -13,6 +13,7 @@
 #include "bus-names.h"
 #include "fdio.h"
 #include "job.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "proto.h"
@@ -413,12 +414,7 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         }
 
         /* Link first so job_free() can unlink on every error path. */
-        j->prev = b->jobs_tail;
-        if (b->jobs_tail)
-                b->jobs_tail->next = j;
-        else
-                b->jobs_head = j;
-        b->jobs_tail = j;
+        LIST_APPEND(b->jobs_head, b->jobs_tail, j);
         b->n_total++;
 
         if (j->req.stdout_fd >= 0) {
@@ -517,14 +513,7 @@ Job *job_free(Job *j) {
         free(j->owner);
         free(j->error_message);
 
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                b->jobs_head = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        else
-                b->jobs_tail = j->prev;
+        LIST_REMOVE(b->jobs_head, b->jobs_tail, j);
         free(j);
         return NULL;
 }

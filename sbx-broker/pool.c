@@ -9,6 +9,7 @@
 #include "log.h"
 #include "macro.h"
 #include "pool.h"
+#include "list.h"
 #include "result.h"
 #include "validate.h"
 
@@ -92,15 +93,7 @@ static void pool_vm_free(PoolVm *vm) {
 
         /* Quiet: the caller decides whether the freed budget starts queued work. */
         worker_link_release_quiet(&vm->worker, true);
-        if (vm->prev)
-                vm->prev->next = vm->next;
-        else
-                p->head = vm->next;
-        if (vm->next)
-                vm->next->prev = vm->prev;
-        else
-                p->tail = vm->prev;
-        vm->prev = NULL;
+        LIST_REMOVE(p->head, p->tail, vm);
         vm->next = p->dead;
         p->dead = vm;
         if (!p->reaper && sd_event_add_defer(p->broker->event, &p->reaper, on_reap, p) < 0)
@@ -235,12 +228,7 @@ static int pool_vm_start(Pool *p, SbxLanguage language) {
         vm->language = language;
         vm->state = POOL_VM_BOOTING;
         worker_link_init(&vm->worker);
-        vm->prev = p->tail;
-        if (p->tail)
-                p->tail->next = vm;
-        else
-                p->head = vm;
-        p->tail = vm;
+        LIST_APPEND(p->head, p->tail, vm);
 
         r = worker_link_start(&vm->worker, b, b->config.default_memory_mb, on_pool_vm_frame, on_pool_vm_lost, vm);
         /* Refills restore the L1 snapshot when there is one: cheap, and the restored VMs share the

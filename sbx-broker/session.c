@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "proto.h"
 #include "session.h"
+#include "list.h"
 #include "utf8.h"
 #include "validate.h"
 
@@ -466,12 +467,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);
         s->created_realtime_usec = now_usec(CLOCK_REALTIME);
         s->owner = strdup(sd_bus_message_get_sender(call) ?: "");
-        s->prev = b->sessions_tail;
-        if (b->sessions_tail)
-                b->sessions_tail->next = s;
-        else
-                b->sessions_head = s;
-        b->sessions_tail = s;
+        LIST_APPEND(b->sessions_head, b->sessions_tail, s);
         if (!s->owner) {
                 session_free(s);
                 return -ENOMEM;
@@ -525,14 +521,7 @@ Session *session_free(Session *s) {
         request_done(&s->options);
         free(s->owner);
 
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                b->sessions_head = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
-        else
-                b->sessions_tail = s->prev;
+        LIST_REMOVE(b->sessions_head, b->sessions_tail, s);
         free(s);
         return NULL;
 }

@@ -51,7 +51,7 @@ struct Cache {
         bool have_admin_gid;
         int listen_fd;
         sd_event_source *listen_io;
-        Conn *conns;
+        Conn *conns, *conns_tail;
         size_t n_conns;
         Build builds[CACHE_MAX_BUILDS];
         uint64_t n_hits, n_builds, n_refused;

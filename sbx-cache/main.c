@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,6 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -22,8 +20,10 @@
 #include "cache-client.h"
 #include "cache.h"
 #include "config.h"
+#include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "user.h"
 
 static void help(void) {
         printf("Usage: sbx-cache [OPTIONS]\n"
@@ -35,25 +35,6 @@ static void help(void) {
                "  --admin-group=GROUP members may purge and verify (default: admin_group)\n"
                "  --max-mb=N          disk use limit of the snapshots (default: cache_max_mb)\n"
                "The configuration comes from $SBX_CONFIG or " SBX_SYSCONFDIR "/sbx.conf.\n");
-}
-
-static int listen_on(const char *path) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        _cleanup_close_ int fd = -EBADF;
-
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        (void) unlink(path); /* we hold the cache's lock: a socket there is a dead daemon's */
-        if (bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0)
-                return -errno;
-        /* Anyone may connect; SO_PEERCRED decides what they may do. */
-        if (chmod(path, 0666) < 0 || listen(fd, 64) < 0)
-                return -errno;
-        return TAKE_FD(fd);
 }
 
 int main(int argc, char **argv) {
@@ -93,20 +74,14 @@ int main(int argc, char **argv) {
                 case ARG_SOCKET:
                         socket_path = optarg;
                         break;
-                case ARG_ALLOW_UID: {
-                        char *end;
-                        unsigned long uid = strtoul(optarg, &end, 10);
-                        if (*end || end == optarg) {
-                                struct passwd *pw = getpwnam(optarg);
-                                uid = pw ? pw->pw_uid : (uid_t) -1;
-                        }
-                        if (uid >= (uid_t) -1 || c.n_allow_uids >= CACHE_MAX_ALLOW_UIDS) {
+                case ARG_ALLOW_UID:
+                        if (c.n_allow_uids >= CACHE_MAX_ALLOW_UIDS ||
+                            sbx_parse_uid(optarg, &c.allow_uids[c.n_allow_uids]) < 0) {
                                 log_error("invalid --allow-uid %s", optarg);
                                 goto finish;
                         }
-                        c.allow_uids[c.n_allow_uids++] = (uid_t) uid;
+                        c.n_allow_uids++;
                         break;
-                }
                 case ARG_ADMIN_GROUP:
                         admin_group = optarg;
                         break;
@@ -170,9 +145,10 @@ int main(int argc, char **argv) {
         if (n == 1)
                 c.listen_fd = SD_LISTEN_FDS_START;
         else {
-                c.listen_fd = listen_on(socket_path);
-                if (c.listen_fd < 0) {
-                        log_error_errno(c.listen_fd, "cannot listen on %s: %m", socket_path);
+                /* We hold the cache's lock: a socket there is a dead daemon's. */
+                r = unix_listen(socket_path, 64, &c.listen_fd);
+                if (r < 0) {
+                        log_error_errno(r, "cannot listen on %s: %m", socket_path);
                         goto finish;
                 }
         }

@@ -21,6 +21,7 @@
 #include "cache.h"
 #include "fdio.h"
 #include "ingest.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "cache-request.h"
@@ -427,12 +428,7 @@ static void conn_free(Conn *k) {
                 safe_close(f);
         sbx_frame_reader_done(&k->reader);
         safe_close(k->fd);
-        if (k->prev)
-                k->prev->next = k->next;
-        else
-                c->conns = k->next;
-        if (k->next)
-                k->next->prev = k->prev;
+        LIST_REMOVE(c->conns, c->conns_tail, k);
         c->n_conns--;
         free(k);
 }
@@ -486,10 +482,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 free(k);
                 return 0;
         }
-        k->next = c->conns;
-        if (c->conns)
-                c->conns->prev = k;
-        c->conns = k;
+        LIST_APPEND(c->conns, c->conns_tail, k);
         c->n_conns++;
         if (!k->may_use && !k->is_admin)
                 log_debug("Client uid %d may not use the cache; its requests will be refused.", (int) cred.uid);

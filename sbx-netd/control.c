@@ -20,9 +20,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "log.h"
 #include "netd.h"
 
@@ -257,21 +257,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 }
 
 int netd_control_open(Netd *n) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-        if (strlen(n->control_path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, n->control_path);
-        n->control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (n->control_fd < 0)
-                return -errno;
-        (void) unlink(n->control_path);
         /* Anyone may connect; SO_PEERCRED decides (root and --allow-uid). */
-        mode_t old = umask(0111);
-        int r = bind(n->control_fd, (struct sockaddr *) &sa, sizeof sa);
-        umask(old);
-        if (r < 0 || listen(n->control_fd, 64) < 0)
-                return -errno;
+        int r = unix_listen(n->control_path, 64, &n->control_fd);
+        if (r < 0)
+                return r;
         return sd_event_add_io(n->event, &n->control_source, n->control_fd, EPOLLIN, on_accept, n);
 }
 

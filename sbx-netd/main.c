@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -18,6 +17,7 @@
 
 #include "log.h"
 #include "netd.h"
+#include "user.h"
 
 #define GC_INTERVAL_USEC (5 * 1000000ull)
 
@@ -229,20 +229,14 @@ int main(int argc, char *argv[]) {
                 case 'g':
                         n.cgroup_root = optarg;
                         break;
-                case 'U': {
-                        char *end;
-                        unsigned long uid = strtoul(optarg, &end, 10);
-                        if (*end || end == optarg) {
-                                struct passwd *pw = getpwnam(optarg);
-                                uid = pw ? pw->pw_uid : (uid_t) -1;
-                        }
-                        if (uid >= (uid_t) -1 || n.n_allow_uids >= NETD_MAX_ALLOW_UIDS) {
+                case 'U':
+                        if (n.n_allow_uids >= NETD_MAX_ALLOW_UIDS ||
+                            sbx_parse_uid(optarg, &n.allow_uids[n.n_allow_uids]) < 0) {
                                 log_error("invalid --allow-uid %s", optarg);
                                 return 2;
                         }
-                        n.allow_uids[n.n_allow_uids++] = (uid_t) uid;
+                        n.n_allow_uids++;
                         break;
-                }
                 case 'R':
                         if (n_ranges >= NETD_MAX_ALLOW_RANGES ||
                             parse_cidr(optarg, &ranges[n_ranges].addr, &ranges[n_ranges].len) < 0) {

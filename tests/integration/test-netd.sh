@@ -107,17 +107,6 @@ netd_log_has() {
     return 1
 }
 
-start_netd() {
-    : >"$TMP/netd.log.new"
-    # Least privilege: an unprivileged uid with CAP_BPF and CAP_NET_ADMIN only.
-    setpriv --reuid=65534 --regid=65534 --clear-groups \
-        --inh-caps=-all,+bpf,+net_admin --ambient-caps=-all,+bpf,+net_admin --bounding-set=-all,+bpf,+net_admin \
-        "$NETD" --control "$CTLSOCK" --upstream 203.0.113.53 --cgroup-root "$CGROOT" >>"$TMP/netd.log" 2>&1 &
-    netd_pid=$!
-    for _ in $(seq 50); do [[ -S $CTLSOCK ]] && grep -q ready "$TMP/netd.log" && return 0; sleep 0.1; done
-    return 1
-}
-
 echo "# setting up test hosts"
 setup_hosts && setup_hosts_v6 || { echo "Bail out! cannot set up the test hosts"; exit 1; }
 LOPORT=$(cat "$TMP/lo-port")

@@ -53,16 +53,6 @@ trap net_cleanup EXIT
 # --- test hosts (shared with test-netd.sh) ----------------------------------
 source "$HERE/netd/hosts.sh"
 
-start_netd() {
-    # Least privilege, as in test-netd.sh: uid 65534 with CAP_BPF and CAP_NET_ADMIN only.
-    setpriv --reuid=65534 --regid=65534 --clear-groups \
-        --inh-caps=-all,+bpf,+net_admin --ambient-caps=-all,+bpf,+net_admin --bounding-set=-all,+bpf,+net_admin \
-        "$NETD" --control "$CTLSOCK" --upstream 203.0.113.53 --cgroup-root "$CGROOT" >>"$TMP/netd.log" 2>&1 &
-    netd_pid=$!
-    for _ in $(seq 50); do [[ -S $CTLSOCK ]] && grep -q ready "$TMP/netd.log" && return 0; sleep 0.1; done
-    return 1
-}
-
 netd_log_has() {
     for _ in $(seq 20); do grep -q -- "$1" "$TMP/netd.log" && return 0; sleep 0.1; done
     diag "netd log lacks: $1"

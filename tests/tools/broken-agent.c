@@ -2,7 +2,8 @@
 /* broken-agent: a deliberately misbehaving guest agent, for the fault suite
  * only (tests/integration/test-broken-agent.sh). It replaces /init in a
  * test-only initramfs (BUILDDIR/tests/tools/initramfs-broken.cpio): it mounts
- * proc, sysfs and devtmpfs, opens the virtio-serial port org.sbx.agent.0,
+ * proc, sysfs and devtmpfs and opens the virtio-serial port org.sbx.agent.0
+ * as the real agent does (guest/agent/init.c),
  * says a valid HELLO, reads the first H_EXEC and then misbehaves as the code
  * text of that exec says (one mode per run; surrounding blanks are ignored):
  *
@@ -22,20 +23,18 @@
  * Anything else is answered with a G_ERROR. After its mode it keeps reading
  * the port (so the host never blocks on it) and powers off on EOF. Never
  * built into anything but that test initramfs. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/random.h>
-#include <sys/reboot.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fdio.h"
 #include "frame.h"
+#include "init.h"
 #include "macro.h"
 #include "proto.h"
 
@@ -56,57 +55,6 @@ static void sleep_msec(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long) (ms % 1000u) * 1000000L };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
-}
-
-_noreturn_ static void poweroff(void) {
-        sync();
-        (void) reboot(RB_POWER_OFF);
-        (void) reboot(RB_AUTOBOOT);
-        for (;;)
-                pause();
-}
-
-static bool cmdline_has(const char *word) {
-        char buf[4096];
-        size_t n = strlen(word);
-
-        if (read_small_file("/proc/cmdline", buf, sizeof buf) < 0)
-                return false;
-        for (const char *p = buf; (p = strstr(p, word)); p += n)
-                if ((p == buf || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ' || p[n] == '\n'))
-                        return true;
-        return false;
-}
-
-static int open_port(const char *name) {
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + PORT_TIMEOUT_USEC;
-
-        for (;;) {
-                _cleanup_closedir_ DIR *d = opendir("/sys/class/virtio-ports");
-                struct dirent *de;
-
-                while (d && (de = readdir(d))) {
-                        char path[512], buf[256];
-
-                        if (de->d_name[0] == '.')
-                                continue;
-                        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", de->d_name);
-                        if (read_small_file(path, buf, sizeof buf) < 0)
-                                continue;
-                        buf[strcspn(buf, "\n")] = 0;
-                        if (strcmp(buf, name) != 0)
-                                continue;
-                        snprintf(path, sizeof path, "/dev/%s", de->d_name);
-                        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-                        if (fd >= 0)
-                                return fd;
-                        if (errno != ENOENT)
-                                return -errno;
-                }
-                if (now_usec(CLOCK_MONOTONIC) >= deadline)
-                        return -ENODEV;
-                sleep_msec(2);
-        }
 }
 
 static int send_msg(int fd, SbxMsg *m) {
@@ -244,7 +192,7 @@ static int misbehave(int fd, const char *mode) {
                         return r;
                 sleep_msec(500);
                 say("%s: powering off mid-frame", mode);
-                poweroff();
+                guest_poweroff();
         }
         if (streq(mode, "flood"))
                 return mode_flood(fd);
@@ -344,26 +292,28 @@ int main(void) {
                 fprintf(stderr, "broken-agent: a test guest's init; it only runs as PID 1.\n");
                 return 1;
         }
-        (void) mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-        (void) mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-        (void) mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
-
-        fd = open_port(SBX_AGENT_PORT_NAME);
+        /* The real agent's early setup and port lookup (guest/agent/init.c): only the protocol is broken. */
+        GuestOptions opts;
+        if (guest_early_setup(&opts) < 0) {
+                say("%s", "early setup failed");
+                guest_poweroff();
+        }
+        fd = guest_open_port(SBX_AGENT_PORT_NAME, PORT_TIMEOUT_USEC);
         if (fd < 0) {
                 say("no port %s", SBX_AGENT_PORT_NAME);
-                poweroff();
+                guest_poweroff();
         }
         if (send_hello(fd) < 0) {
                 say("%s", "sending HELLO failed");
-                poweroff();
+                guest_poweroff();
         }
-        if (cmdline_has("sbx.probe=1"))
-                poweroff();
+        if (opts.probe)
+                guest_poweroff();
 
         r = read_mode(fd, mode);
         if (r < 0) {
                 say("%s", "the host went away before an exec");
-                poweroff();
+                guest_poweroff();
         }
         say("mode '%s'", mode);
         r = misbehave(fd, mode);
@@ -375,5 +325,5 @@ int main(void) {
                 if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN))
                         break;
         }
-        poweroff();
+        guest_poweroff();
 }

@@ -7,6 +7,7 @@
 #                 169.254.169.254 (the cloud metadata address)
 #   the host's loopback: a TCP listener whose port is in $TMP/lo-port (what slirp's 10.0.2.2 maps to)
 # A test CA ($TMP/ca.pem) signs one certificate for every test name.
+# start_netd runs sbx-netd for both ($NETD, $CTLSOCK, $CGROOT; its pid in netd_pid).
 
 # Returns non-zero when the hosts cannot be set up.
 setup_hosts() {
@@ -64,4 +65,15 @@ teardown_hosts() {
     ip netns del "$NSB" 2>/dev/null
     ip link del "$VA" 2>/dev/null
     ip link del "$VB" 2>/dev/null
+}
+
+# sbx-netd with least privilege: uid 65534 with CAP_BPF and CAP_NET_ADMIN only. Non-zero when it
+# does not come up within 5 s.
+start_netd() {
+    setpriv --reuid=65534 --regid=65534 --clear-groups \
+        --inh-caps=-all,+bpf,+net_admin --ambient-caps=-all,+bpf,+net_admin --bounding-set=-all,+bpf,+net_admin \
+        "$NETD" --control "$CTLSOCK" --upstream 203.0.113.53 --cgroup-root "$CGROOT" >>"$TMP/netd.log" 2>&1 &
+    netd_pid=$!
+    for _ in $(seq 50); do [[ -S $CTLSOCK ]] && grep -q ready "$TMP/netd.log" && return 0; sleep 0.1; done
+    return 1
 }
