@@ -239,21 +239,35 @@ static int read_at(int dir_fd, const char *name, char *buf, size_t size) {
 
 /* The content hash of one input (an fd the client opened), from the "inputs" cache, keyed by
  * device, inode, size and mtime, or computed (then cached). */
+static void memo_put(SnapshotStore *s, const char *ident, const char hex[SHA256_HEX_SIZE]) {
+        size_t i = s->next_memo;
+        snprintf(s->memo[i].ident, sizeof s->memo[i].ident, "%s", ident);
+        memcpy(s->memo[i].hex, hex, SHA256_HEX_SIZE);
+        s->next_memo = (i + 1) % SNAPSHOT_INPUTS_MEMO;
+        s->n_memo = MIN(s->n_memo + 1, (size_t) SNAPSHOT_INPUTS_MEMO);
+}
+
 static int hash_input(SnapshotStore *s, int fd, char hex[SHA256_HEX_SIZE]) {
-        _cleanup_free_ char *cache = malloc(INPUTS_MAX);
-        char ident[128];
+        _cleanup_free_ char *cache = NULL;
+        char ident[sizeof s->memo[0].ident];
         struct stat st;
         int n, r;
 
-        if (!cache)
-                return -ENOMEM;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADF;
         snprintf(ident, sizeof ident, "%" PRIu64 ":%" PRIu64 " %" PRIu64 " %" PRIu64 ".%09ld", (uint64_t) st.st_dev,
                  (uint64_t) st.st_ino, (uint64_t) st.st_size, (uint64_t) st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+        for (size_t i = 0; i < s->n_memo; i++)
+                if (strcmp(s->memo[i].ident, ident) == 0) {
+                        memcpy(hex, s->memo[i].hex, SHA256_HEX_SIZE);
+                        return 0;
+                }
 
+        cache = malloc(INPUTS_MAX);
+        if (!cache)
+                return -ENOMEM;
         n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);
         if (n < 0)
                 n = 0, cache[0] = 0;
@@ -266,8 +280,10 @@ static int hash_input(SnapshotStore *s, int fd, char hex[SHA256_HEX_SIZE]) {
                 if (strlen(line) == 65 + il && line[64] == ' ' && strcmp(line + 65, ident) == 0) {
                         memcpy(hex, line, 64);
                         hex[64] = 0;
-                        if (is_hex64(hex))
+                        if (is_hex64(hex)) {
+                                memo_put(s, ident, hex);
                                 return 0;
+                        }
                 }
         }
 
@@ -278,6 +294,7 @@ static int hash_input(SnapshotStore *s, int fd, char hex[SHA256_HEX_SIZE]) {
         if (r < 0)
                 return r;
         log_debug("Hashed input %s in %" PRIu64 " ms.", ident, (now_usec(CLOCK_MONOTONIC) - t0) / 1000u);
+        memo_put(s, ident, hex);
 
         /* Rewrite the cache: the last lines that fit, then this one. Best effort. */
         n = read_at(s->dir_fd, "inputs", cache, INPUTS_MAX);

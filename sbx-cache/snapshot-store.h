@@ -48,9 +48,18 @@ int snapshot_meta_parse(const char *text, size_t n, SnapshotMeta *ret, const cha
 int snapshot_meta_format(const SnapshotMeta *m, char *buf, size_t size);
 
 /* The cache directory (created 0700 with its parents if missing) as an open fd and its path. */
+#define SNAPSHOT_INPUTS_MEMO 16u
+
 typedef struct SnapshotStore {
         int dir_fd;
         char path[512];
+        /* The last image hashes looked up, so that a lookup reads no file for them (the daemon is
+         * long-lived; "inputs" keeps them across restarts). Oldest replaced first. */
+        struct {
+                char ident[96]; /* device:inode size mtime */
+                char hex[SHA256_HEX_SIZE];
+        } memo[SNAPSHOT_INPUTS_MEMO];
+        size_t n_memo, next_memo;
 } SnapshotStore;
 #define SNAPSHOT_STORE_NULL ((SnapshotStore){.dir_fd = -EBADF})
 int snapshot_store_open(const char *path, bool create, SnapshotStore *ret);

@@ -248,11 +248,44 @@ static void test_request(void) {
         CHECK(cache_request_parse(SBX_C_LIST, NULL, 0, &q, &reason) == 0 && q.n_fds == 0);
 }
 
+/* The key: the same images and settings give the same key, other settings another; the second
+ * lookup takes the image hashes from memory, not from the "inputs" file; a changed image changes
+ * the key. */
+static void test_key(void) {
+        char tmpl[] = "/tmp/test-cache-key.XXXXXX", k1[65], k2[65], k3[65], k4[65];
+        SnapshotStore s = SNAPSHOT_STORE_NULL;
+        int fds[4];
+
+        if (!mkdtemp(tmpl))
+                abort();
+        CHECK(snapshot_store_open(tmpl, true, &s) == 0);
+        for (int i = 0; i < 4; i++) {
+                char name[8] = {'i', 'm', 'g', (char) ('0' + i), 0};
+                fds[i] = openat(s.dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                CHECK(fds[i] >= 0 && write(fds[i], name, 4) == 4);
+        }
+        CHECK(snapshot_key(&s, fds, "accel=tcg\nmemory_mb=256\n", k1) == 0);
+        CHECK(faccessat(s.dir_fd, "inputs", F_OK, 0) == 0);
+        CHECK(unlinkat(s.dir_fd, "inputs", 0) == 0);
+        CHECK(snapshot_key(&s, fds, "accel=tcg\nmemory_mb=256\n", k2) == 0 && strcmp(k1, k2) == 0);
+        CHECK(faccessat(s.dir_fd, "inputs", F_OK, 0) < 0); /* answered from memory */
+        CHECK(snapshot_key(&s, fds, "accel=tcg\nmemory_mb=512\n", k3) == 0 && strcmp(k1, k3) != 0);
+        CHECK(pwrite(fds[2], "X", 1, 0) == 1); /* another size-equal content: a new mtime at least */
+        struct timespec later[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 12345}};
+        CHECK(futimens(fds[2], later) == 0);
+        CHECK(snapshot_key(&s, fds, "accel=tcg\nmemory_mb=256\n", k4) == 0 && strcmp(k1, k4) != 0);
+        for (int i = 0; i < 4; i++)
+                close(fds[i]);
+        snapshot_store_close(&s);
+        CHECK(rm_rf(tmpl) == 0);
+}
+
 int main(void) {
         test_meta();
         test_store();
         test_ram_hash();
         test_ingest();
         test_request();
+        test_key();
         return CHECK_SUMMARY();
 }
