@@ -273,6 +273,12 @@ static void on_worker_lost(void *userdata, int error, bool protocol) {
                 job_fail(j, SBX_ERROR_INTERNAL, "Protocol error from the VM worker: %s", strerror(-error));
                 return;
         }
+        if (error == -ETIMEDOUT) {
+                job_fail(j, SBX_ERROR_VM_TRANSIENT,
+                         "The VM worker stopped reading its requests for %u s and was stopped. Safe to retry.",
+                         WORKER_STALL_USEC / 1000000u);
+                return;
+        }
         if (error < 0)
                 log_debug_errno(error, "Job %" PRIu64 ": reading the worker failed: %m", j->id);
         job_fail(j, SBX_ERROR_VM_TRANSIENT,
@@ -295,8 +301,7 @@ static int job_send_run(Job *j) {
         sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
         sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
         request_put_network(&j->req, &m);
-        /* The worker reads its request first thing; a brief blocking write is fine. */
-        r = sbx_msg_send(&m, j->worker.fd);
+        r = worker_link_send(&j->worker, &m);
         sbx_msg_done(&m);
         return r;
 }

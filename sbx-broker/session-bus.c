@@ -217,11 +217,11 @@ static int method_interrupt(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = session_precheck(s, m, error);
         if (r < 0)
                 return r;
-        running = s->current && s->current->kind == SESSION_OP_EXEC && s->worker.fd >= 0;
+        running = s->current && s->current->kind == SESSION_OP_EXEC && worker_link_is_open(&s->worker);
         if (running) {
                 SbxMsg msg;
                 sbx_msg_begin(&msg, SBX_B_INTERRUPT);
-                r = sbx_msg_send(&msg, s->worker.fd);
+                r = worker_link_send(&s->worker, &msg);
                 sbx_msg_done(&msg);
                 if (r < 0)
                         return sd_bus_error_set_errnof(error, -r, "Failed to reach the session's VM: %m");

@@ -177,14 +177,14 @@ static int send_op(Session *s, SessionOp *op) {
                 sbx_msg_put_str(&m, SBX_T_PATH, op->path);
                 if (op->kind == SESSION_OP_WRITE)
                         sbx_msg_put_u32(&m, SBX_T_MODE, op->mode);
-                r = sbx_msg_send_with_fd(&m, s->worker.fd, op->fd);
+                r = worker_link_send_with_fd(&s->worker, &m, op->fd);
                 /* The worker has its own copy now. */
                 op->fd = safe_close(op->fd);
                 break;
         case SESSION_OP_LIST:
                 sbx_msg_begin(&m, SBX_B_LIST);
                 sbx_msg_put_str(&m, SBX_T_PATH, op->path);
-                r = sbx_msg_send(&m, s->worker.fd);
+                r = worker_link_send(&s->worker, &m);
                 break;
         default:
                 return -EINVAL;
@@ -422,7 +422,9 @@ static void on_worker_lost(void *userdata, int error, bool protocol) {
         if (protocol) {
                 log_warning_errno(error, "Session %" PRIu64 ": protocol error from the worker: %m", s->id);
                 session_vm_lost(s, "protocol error from the VM worker");
-        } else
+        } else if (error == -ETIMEDOUT)
+                session_vm_lost(s, "the VM worker stopped reading its requests and was stopped");
+        else
                 session_vm_lost(s, "the VM worker exited (was it or its QEMU killed?)");
 }
 

@@ -67,44 +67,37 @@ static int spawn_worker(Broker *b, int *ret_fd, pid_t *ret_pid) {
 }
 
 void worker_link_init(WorkerLink *l) {
-        *l = (WorkerLink) { .fd = -EBADF };
+        *l = (WorkerLink) {};
+        framed_conn_init(&l->conn);
 }
 
-static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+static int on_worker_frame(FramedConn *c, uint8_t type, const uint8_t *payload, size_t len, void *userdata) {
         WorkerLink *l = userdata;
-        int r;
-        (void) src;
-        (void) revents;
+        (void) c;
 
-        r = sbx_frame_reader_fill(&l->reader, fd);
-        if (r == -EAGAIN || r == -EINTR)
-                return 0;
-        if (r <= 0) {
-                l->on_lost(l->userdata, r, false);
-                return 0;
-        }
-        /* A handler may release the link (result or error): stop reading then. */
-        while (l->fd >= 0) {
-                uint8_t type;
-                const uint8_t *payload;
-                size_t len;
-
-                r = sbx_frame_reader_next(&l->reader, &type, &payload, &len);
-                if (r == 0)
-                        return 0;
-                if (r > 0)
-                        r = l->on_frame(l->userdata, type, payload, len);
-                if (r < 0) {
-                        l->on_lost(l->userdata, r, true);
-                        return 0;
-                }
+        int r = l->on_frame(l->userdata, type, payload, len);
+        if (r < 0) {
+                l->on_lost(l->userdata, r, true);
+                return 1; /* (not reached when the owner released the link) */
         }
         return 0;
 }
 
+static void on_worker_close(FramedConn *c, int error, void *userdata) {
+        WorkerLink *l = userdata;
+        (void) c;
+
+        if (error == -ETIMEDOUT && l->pid > 0) {
+                /* Stopped or wedged: make it stop its VM the moment it runs again. */
+                (void) kill(l->pid, SIGTERM);
+                (void) kill(l->pid, SIGCONT);
+        }
+        l->on_lost(l->userdata, error, error == -EBADMSG);
+}
+
 int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
                       worker_lost_handler_t on_lost, void *userdata) {
-        int r;
+        int fd = -EBADF, r;
 
         l->broker = b;
         l->on_frame = on_frame;
@@ -115,32 +108,41 @@ int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame
         b->n_active++;
         b->mem_used_mb += l->charge_mb;
 
-        r = spawn_worker(b, &l->fd, &l->pid);
+        r = spawn_worker(b, &fd, &l->pid);
         if (r < 0)
                 return r;
-        sbx_frame_reader_init(&l->reader, SBX_WORKER_FRAME_MAX);
-        return sd_event_add_io(b->event, &l->io, l->fd, EPOLLIN, on_worker_io, l);
+        /* Room for the largest request frame twice over; anything beyond is the worker's stall. */
+        r = framed_conn_open(&l->conn, b->event, "VM worker", fd, SBX_WORKER_FRAME_MAX,
+                             2 * (SBX_HOST_FRAME_MAX + SBX_FRAME_HEADER_SIZE), on_worker_frame, on_worker_close, l);
+        if (r < 0)
+                return r;
+        return framed_conn_set_stall_timeout(&l->conn, WORKER_STALL_USEC);
 }
 
 void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
                       void *userdata) {
         *dst = *src;
+        framed_conn_move(&dst->conn, &src->conn, dst);
         dst->on_frame = on_frame;
         dst->on_lost = on_lost;
         dst->userdata = userdata;
-        if (dst->io)
-                (void) sd_event_source_set_userdata(dst->io, dst);
         worker_link_init(src);
 }
 
 static void worker_link_close(WorkerLink *l, bool kill_worker) {
-        l->io = sd_event_source_disable_unref(l->io);
-        l->fd = safe_close(l->fd);
+        framed_conn_close(&l->conn);
         if (l->pid > 0 && kill_worker)
                 /* The worker kills its QEMU on SIGTERM; the broker's SIGCHLD handler reaps it. */
                 (void) kill(l->pid, SIGTERM);
         l->pid = 0;
-        sbx_frame_reader_done(&l->reader);
+}
+
+int worker_link_send(WorkerLink *l, SbxMsg *m) {
+        return framed_conn_send(&l->conn, m);
+}
+
+int worker_link_send_with_fd(WorkerLink *l, SbxMsg *m, int fd) {
+        return framed_conn_send_with_fds(&l->conn, m, &fd, 1);
 }
 
 static bool worker_link_drop_slot(WorkerLink *l) {
@@ -185,8 +187,7 @@ int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, u
                 sbx_msg_put_u8(&m, SBX_T_WARM, 1);
         if (snapshot)
                 sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
-        /* The worker reads its request first thing; a brief blocking write is fine. */
-        r = sbx_msg_send(&m, l->fd);
+        r = worker_link_send(l, &m);
         sbx_msg_done(&m);
         return r;
 }
@@ -202,7 +203,7 @@ int worker_send_exec(WorkerLink *l, uint64_t id, const char *code, size_t code_l
         sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, timeout_ms);
         for (size_t i = 0; i < n_env; i++)
                 sbx_msg_put_str(&m, SBX_T_ENV, env[i]);
-        r = sbx_msg_send(&m, l->fd);
+        r = worker_link_send(l, &m);
         sbx_msg_done(&m);
         return r;
 }

@@ -13,6 +13,7 @@
 
 #include "broker.h"
 #include "frame.h"
+#include "framed-conn.h"
 #include "macro.h"
 #include "request.h"
 
@@ -22,15 +23,19 @@ _noreturn_ void broker_exec_with_fd(Broker *b, const char *path, int fd, const c
 
 /* A frame from the worker; a negative return is a protocol error. */
 typedef int (*worker_frame_handler_t)(void *userdata, uint8_t type, const uint8_t *payload, size_t len);
-/* The connection is gone: EOF or a read error (protocol false), or a frame the owner refused (protocol true). */
+/* The connection is gone: EOF, a read error or -ETIMEDOUT for a worker that stopped reading its
+ * queue (protocol false), or a frame the owner refused (protocol true). A stalled worker has been
+ * told to stop already. */
 typedef void (*worker_lost_handler_t)(void *userdata, int error, bool protocol);
+
+/* A worker that leaves queued requests unread this long is dropped: one stuck worker must never
+ * hold up the broker or anyone else's VM. */
+#define WORKER_STALL_USEC (10u * 1000000u)
 
 typedef struct WorkerLink {
         Broker *broker;
-        int fd;
-        pid_t pid; /* 0 in socket mode, where systemd owns the worker */
-        sd_event_source *io;
-        SbxFrameReader reader;
+        FramedConn conn; /* the worker's socket: frames both ways, never a blocking write */
+        pid_t pid;       /* 0 in socket mode, where systemd owns the worker */
         bool holds_slot;
         uint32_t charge_mb; /* what the VM counts against the memory budget */
         worker_frame_handler_t on_frame;
@@ -54,6 +59,14 @@ void worker_link_release(WorkerLink *l, bool kill_worker);
 /* Like worker_link_release(), but does not start queued work with the freed
  * budget: for callers that are about to use it themselves. */
 void worker_link_release_quiet(WorkerLink *l, bool kill_worker);
+
+static inline bool worker_link_is_open(const WorkerLink *l) {
+        return framed_conn_is_open(&l->conn) && !l->conn.closed;
+}
+/* Queues a frame for the worker (-ENOBUFS when its queue is full, -EPIPE when it is gone). */
+int worker_link_send(WorkerLink *l, SbxMsg *m);
+/* The same with one fd passed along; the caller keeps its own. */
+int worker_link_send_with_fd(WorkerLink *l, SbxMsg *m, int fd);
 
 /* B_SESSION_OPEN for a VM of this language and memory; opts (may be NULL) adds the session-wide
  * env and the network options. WARM starts the interpreter before READY; SNAPSHOT restores (or

@@ -10,11 +10,15 @@
 #include <systemd/sd-event.h>
 
 #include "frame.h"
+#include "framed-conn.h"
 #include "snapshot-store.h"
 
 #define CACHE_MAX_ALLOW_UIDS 8
 #define CACHE_MAX_BUILDS 64
 #define CACHE_MAX_CONNECTIONS 512
+/* Replies a client may leave unread, and for how long, before it is dropped. */
+#define CACHE_CONN_OUT_MAX (4u * 1024u * 1024u)
+#define CACHE_CONN_STALL_USEC (10u * 1000000u)
 
 typedef struct Cache Cache;
 typedef struct Conn Conn;
@@ -30,9 +34,7 @@ typedef struct Build {
 
 struct Conn {
         Cache *cache;
-        int fd;
-        sd_event_source *io;
-        SbxFrameReader reader;
+        FramedConn conn; /* replies are queued: a client that stops reading never blocks the daemon */
         uid_t uid;
         bool may_use;  /* root or an allowed uid: LOOKUP, INSERT, BAD, LIST */
         bool is_admin; /* root or a member of the admin group: also PURGE, VERIFY */

@@ -47,7 +47,7 @@ static bool key_busy(const char *key, void *userdata) {
 }
 
 static int send_reply(Conn *k, SbxMsg *m) {
-        int r = sbx_msg_send(m, k->fd);
+        int r = framed_conn_send(&k->conn, m);
         sbx_msg_done(m);
         return r;
 }
@@ -95,7 +95,7 @@ static int send_hit(Conn *k, const char *key, const SnapshotMeta *meta) {
         sbx_msg_put_str(&m, SBX_CT_LANGUAGE, meta->language);
         sbx_msg_put_str(&m, SBX_CT_QEMU_VERSION, meta->qemu_version);
         int fds[2] = {ram, state};
-        int r = sbx_msg_send_with_fds(&m, k->fd, fds, 2);
+        int r = framed_conn_send_with_fds(&k->conn, &m, fds, 2);
         sbx_msg_done(&m);
         if (r >= 0)
                 k->cache->n_hits++;
@@ -334,13 +334,6 @@ static int conn_handle(Conn *k, uint8_t type, const uint8_t *p, size_t n) {
         int fds[4] = {-EBADF, -EBADF, -EBADF, -EBADF};
         int r;
 
-        /* A client that sends requests but does not read the replies would make us block in a
-         * send: drop it while its unread replies are still far below the socket buffer. */
-        int outq = 0;
-        if (ioctl(k->fd, SIOCOUTQ, &outq) == 0 && outq > 32 * 1024) {
-                log_warning("Client uid %d does not read its replies; closing the connection.", (int) k->uid);
-                return -ENOBUFS;
-        }
         r = cache_request_parse(type, p, n, &q, &reason);
         if (r < 0) {
                 log_warning("Bad request from uid %d: %s; closing the connection.", (int) k->uid, reason);
@@ -348,7 +341,7 @@ static int conn_handle(Conn *k, uint8_t type, const uint8_t *p, size_t n) {
                 return r;
         }
         for (unsigned i = 0; i < q.n_fds; i++) {
-                fds[i] = sbx_frame_reader_take_fd(&k->reader);
+                fds[i] = sbx_frame_reader_take_fd(&k->conn.reader);
                 if (fds[i] < 0) {
                         for (unsigned j = 0; j < i; j++)
                                 safe_close(fds[j]);
@@ -381,36 +374,32 @@ static int conn_handle(Conn *k, uint8_t type, const uint8_t *p, size_t n) {
         for (unsigned i = 0; i < q.n_fds; i++)
                 safe_close(fds[i]);
         /* Whatever came along that this frame does not take is not trusted to belong to the next one. */
-        for (int f; (f = sbx_frame_reader_take_fd(&k->reader)) >= 0;)
+        for (int f; (f = sbx_frame_reader_take_fd(&k->conn.reader)) >= 0;)
                 safe_close(f);
         return r < 0 && r != -EPROTO ? r : 0;
 }
 
-static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static int on_conn_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t n, void *userdata) {
         Conn *k = userdata;
-        int r;
-        (void) s;
-        (void) revents;
+        (void) c;
 
-        r = sbx_frame_reader_fill_with_fds(&k->reader, fd);
-        if (r == -EAGAIN || r == -EINTR)
-                return 0;
-        if (r <= 0) {
+        int r = conn_handle(k, type, p, n);
+        if (r < 0) {
+                if (r == -ENOBUFS)
+                        log_warning("Client uid %d does not read its replies; closing the connection.", (int) k->uid);
                 conn_free(k);
-                return 0;
+                return 1;
         }
-        for (;;) {
-                uint8_t type;
-                const uint8_t *p;
-                size_t n;
-                r = sbx_frame_reader_next(&k->reader, &type, &p, &n);
-                if (r == 0)
-                        return 0;
-                if (r < 0 || conn_handle(k, type, p, n) < 0) {
-                        conn_free(k);
-                        return 0;
-                }
-        }
+        return 0;
+}
+
+static void on_conn_close(FramedConn *c, int error, void *userdata) {
+        Conn *k = userdata;
+        (void) c;
+
+        if (error == -ETIMEDOUT)
+                log_warning("Client uid %d does not read its replies; closing the connection.", (int) k->uid);
+        conn_free(k);
 }
 
 static void conn_free(Conn *k) {
@@ -423,11 +412,9 @@ static void conn_free(Conn *k) {
                 else
                         k->build->owner = NULL;
         }
-        k->io = sd_event_source_disable_unref(k->io);
-        for (int f; (f = sbx_frame_reader_take_fd(&k->reader)) >= 0;)
+        for (int f; (f = sbx_frame_reader_take_fd(&k->conn.reader)) >= 0;)
                 safe_close(f);
-        sbx_frame_reader_done(&k->reader);
-        safe_close(k->fd);
+        framed_conn_close(&k->conn);
         LIST_REMOVE(c->conns, c->conns_tail, k);
         c->n_conns--;
         free(k);
@@ -469,19 +456,19 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 return 0;
         }
         k->cache = c;
-        k->fd = cfd;
         k->uid = cred.uid;
         k->may_use = cred.uid == 0;
         for (size_t i = 0; i < c->n_allow_uids; i++)
                 k->may_use |= cred.uid == c->allow_uids[i];
         k->is_admin = cred.uid == 0 || (c->have_admin_gid && peer_in_group(cfd, cred.gid, c->admin_gid));
-        sbx_frame_reader_init(&k->reader, SBX_CACHE_FRAME_MAX);
-        if (sd_event_add_io(c->event, &k->io, cfd, EPOLLIN, on_conn_io, k) < 0) {
-                sbx_frame_reader_done(&k->reader);
-                safe_close(cfd);
+        if (framed_conn_open(&k->conn, c->event, "cache client", cfd, SBX_CACHE_FRAME_MAX, CACHE_CONN_OUT_MAX,
+                             on_conn_frame, on_conn_close, k) < 0 ||
+            framed_conn_set_stall_timeout(&k->conn, CACHE_CONN_STALL_USEC) < 0) {
+                framed_conn_close(&k->conn);
                 free(k);
                 return 0;
         }
+        k->conn.recv_fds = true;
         LIST_APPEND(c->conns, c->conns_tail, k);
         c->n_conns++;
         if (!k->may_use && !k->is_admin)
