@@ -20,7 +20,6 @@
 #include "validate.h"
 
 /* How long finished output may take to reach a slow caller fd before the rest is dropped. */
-#define JOB_DRAIN_TIMEOUT_USEC (10u * 1000000u)
 
 static const char *const job_state_names[_JOB_STATE_MAX] = {
         [JOB_QUEUED] = "queued",     [JOB_BOOTING] = "booting", [JOB_RUNNING] = "running",
@@ -72,12 +71,8 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         (void) s;
         (void) usec;
         log_warning("Job %" PRIu64 ": caller stopped reading its output fd; dropping the rest.", j->id);
-        if (fdsink_pending(j->out.sink))
-                j->out.truncated = true;
-        if (fdsink_pending(j->err.sink))
-                j->err.truncated = true;
-        j->out.sink = fdsink_free(j->out.sink);
-        j->err.sink = fdsink_free(j->err.sink);
+        output_capture_drop_pending(&j->out);
+        output_capture_drop_pending(&j->err);
         job_try_complete(j);
         return 0;
 }
@@ -95,7 +90,7 @@ static void job_try_complete(Job *j) {
                 return;
         if (fdsink_pending(j->out.sink) || fdsink_pending(j->err.sink)) {
                 if (!j->timer)
-                        (void) job_arm_timer(j, JOB_DRAIN_TIMEOUT_USEC, on_drain_timeout);
+                        (void) job_arm_timer(j, OUTPUT_DRAIN_TIMEOUT_USEC, on_drain_timeout);
                 return;
         }
 

@@ -54,3 +54,10 @@ int output_capture_append_to(sd_bus_message *m, const char *key, const OutputCap
                 return -ENOMEM;
         return sd_bus_message_append(m, "{sv}", key, "s", s);
 }
+
+void output_capture_drop_pending(OutputCapture *c) {
+        if (!output_capture_pending(c))
+                return;
+        c->truncated = true;
+        c->sink = fdsink_free(c->sink);
+}

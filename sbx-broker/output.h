@@ -11,6 +11,10 @@
 
 #include "fdsink.h"
 
+/* How long a run's or an exec's reply waits for its caller to read the output still queued for its
+ * fds; then the rest is dropped (and the stream flagged truncated). */
+#define OUTPUT_DRAIN_TIMEOUT_USEC (10u * 1000000u)
+
 typedef struct OutputCapture {
         char *data;
         size_t len;
@@ -28,5 +32,7 @@ int output_capture_append(OutputCapture *c, const void *data, size_t n, size_t *
 /* A note from sbx itself (the timeout reason): not counted against the cap. */
 void output_capture_note(OutputCapture *c, const char *text);
 bool output_capture_pending(const OutputCapture *c);
+/* The drain deadline passed: drops what the caller's fd did not take, and says so. */
+void output_capture_drop_pending(OutputCapture *c);
 /* Appends "key": s with the kept output, made valid UTF-8. */
 int output_capture_append_to(sd_bus_message *m, const char *key, const OutputCapture *c);

@@ -96,6 +96,7 @@ static void session_end(Session *s, const char *current_error, const char *why) 
         s->queue_tail = NULL;
         s->n_queued = 0;
         s->list_reply = sd_bus_message_unref(s->list_reply);
+        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
         output_capture_done(&s->out);
         output_capture_done(&s->err);
         session_emit_changed(s, "Closed");
@@ -118,6 +119,7 @@ static void session_vm_lost(Session *s, const char *why) {
 static void session_start_next(Session *s);
 
 static void session_op_done(Session *s) {
+        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
         s->current = session_op_free(s->current);
         output_capture_done(&s->out);
         output_capture_done(&s->err);
@@ -129,6 +131,20 @@ static void session_op_done(Session *s) {
                 session_arm_idle(s);
 }
 
+static void session_try_finish_exec(Session *s);
+
+static int on_exec_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        Session *s = userdata;
+        (void) src;
+        (void) usec;
+
+        log_warning("Session %" PRIu64 ": the caller stopped reading its output fd; dropping the rest.", s->id);
+        output_capture_drop_pending(&s->out);
+        output_capture_drop_pending(&s->err);
+        session_try_finish_exec(s);
+        return 0;
+}
+
 static void session_try_finish_exec(Session *s) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         SessionOp *op = s->current;
@@ -136,8 +152,17 @@ static void session_try_finish_exec(Session *s) {
 
         if (!op || op->kind != SESSION_OP_EXEC || !s->have_result)
                 return;
-        if (output_capture_pending(&s->out) || output_capture_pending(&s->err))
-                return; /* the drained callback comes back here */
+        if (output_capture_pending(&s->out) || output_capture_pending(&s->err)) {
+                /* The drained callback comes back here, or the deadline does. */
+                if (!s->drain_timer &&
+                    sd_event_add_time_relative(s->broker->event, &s->drain_timer, CLOCK_MONOTONIC,
+                                               OUTPUT_DRAIN_TIMEOUT_USEC, 0, on_exec_drain_timeout, s) < 0) {
+                        output_capture_drop_pending(&s->out);
+                        output_capture_drop_pending(&s->err);
+                } else
+                        return;
+        }
+        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
 
         s->exec_count++;
         r = sd_bus_message_new_method_return(op->call, &reply);
@@ -509,6 +534,7 @@ Session *session_free(Session *s) {
         }
         session_release_worker(s);
         s->timer = sd_event_source_disable_unref(s->timer);
+        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
         s->open_call = sd_bus_message_unref(s->open_call);
         s->list_reply = sd_bus_message_unref(s->list_reply);
         session_op_free(s->current);

@@ -3,7 +3,8 @@
 # stopped (SIGSTOP) while the broker hands it a megabyte Exec: other clients'
 # calls are answered at once, another uid's Run succeeds, the stopped
 # session's call fails with VmTransient once the stall deadline passes, and
-# nothing leaks. Then a cache client that floods sbx-cache with requests and
+# nothing leaks. An Exec whose caller stops reading its output fd gets its
+# reply after the drain deadline. Then a cache client that floods sbx-cache with requests and
 # reads no reply: other lookups go on, and the client is dropped.
 source "$(dirname "$0")/lib.sh"
 
@@ -28,7 +29,7 @@ check "a python session opens" grep -q "^/org/sbx/Broker1/session/_" <<<"$s"
 W=$(broker_workers | head -n1)
 check "its worker is found by the broker's pid" [ -n "$W" ]
 kill -STOP "$W"
-SBX_BUS_ADDRESS=$SYS "$BUILD/tests/tools/big-exec-client" "$s" $((1024 * 1024)) >"$TMP/big.out" 2>&1 &
+SBX_BUS_ADDRESS=$SYS "$BUILD/tests/tools/session-exec-client" "$s" --big $((1024 * 1024)) >"$TMP/big.out" 2>&1 &
 big=$!
 sleep 1
 
@@ -57,6 +58,19 @@ r=$(busctl --address="$SYS" get-property org.sbx.Broker1 "$s" org.sbx.Session1 C
 check "the session is closed" [ "$r" = true ]
 check "the broker is the same process" [ "$(broker_pid)" = "$BP" ]
 check_no_leaks "a stalled worker"
+
+# --- a session Exec whose caller never reads its stdout_fd ---
+s=$(busctl --address="$SYS" --json=short call "${B[@]}" OpenSession 'a{sv}' 1 language s python | jq -r '.data[0]')
+SBX_BUS_ADDRESS=$SYS "$BUILD/tests/tools/session-exec-client" "$s" --unread-stdout \
+    'import sys; sys.stdout.write("y" * 900000); print("end")' >"$TMP/unread.out" 2>&1
+diag "$(tr '\n' ' ' <"$TMP/unread.out")"
+check "an Exec whose caller stops reading its fd still replies (drain deadline)" grep -qx "ok 0" "$TMP/unread.out"
+check "  with stdout_truncated" grep -qx "stdout_truncated true" "$TMP/unread.out"
+r=$(busctl --address="$SYS" --json=short call org.sbx.Broker1 "$s" org.sbx.Session1 Exec 'sa{sv}' 'print("next")' 0 |
+    jq -r '.data[0].stdout.data')
+check "  and the session serves the next Exec" [ "$r" = next ]
+busctl --address="$SYS" call "${B[@]}" CloseSession o "$s" >/dev/null 2>&1
+check_no_leaks "an unread Exec"
 
 # --- a cache client that reads no replies ---
 SOCK="$BUILD/run/cache.sock"
