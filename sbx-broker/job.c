@@ -133,9 +133,11 @@ static void job_try_complete(Job *j) {
         output_capture_done(&j->err);
         request_done(&j->req);
 
-        r = job_arm_timer(j, (uint64_t) b->config.job_linger_s * 1000000u, on_linger_done);
-        if (r < 0)
-                job_free(j);
+        /* The object goes away from its own, pre-allocated source: arming it cannot fail, and the
+         * job is never freed inside the handler that completed it. */
+        j->timer = sd_event_source_disable_unref(j->timer);
+        (void) sd_event_source_set_time_relative(j->linger, (uint64_t) b->config.job_linger_s * 1000000u);
+        (void) sd_event_source_set_enabled(j->linger, SD_EVENT_ONESHOT);
 }
 
 static void on_sink_drained(void *userdata) {
@@ -417,6 +419,11 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         LIST_APPEND(b->jobs_head, b->jobs_tail, j);
         b->n_total++;
 
+        r = sd_event_add_time(b->event, &j->linger, CLOCK_MONOTONIC, UINT64_MAX, 0, on_linger_done, j);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(j->linger, SD_EVENT_OFF);
+
         if (j->req.stdout_fd >= 0) {
                 r = fdsink_new(b->event, j->req.stdout_fd, on_sink_drained, j, &j->out.sink);
                 if (r < 0)
@@ -504,6 +511,7 @@ Job *job_free(Job *j) {
                 b->n_queued--;
         job_release_worker(j, true);
         j->timer = sd_event_source_disable_unref(j->timer);
+        j->linger = sd_event_source_disable_unref(j->linger);
         j->track = sd_bus_track_unref(j->track);
         j->reply_to = sd_bus_message_unref(j->reply_to);
         output_capture_done(&j->out);

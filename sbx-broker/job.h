@@ -46,7 +46,8 @@ struct Job {
         bool via_session; /* a VM of its own in session mode: restored from L1 when it can be */
         bool vm_ready;
         WorkerReady ready;
-        sd_event_source *timer; /* queue deadline, output drain deadline, then linger */
+        sd_event_source *timer;  /* queue deadline, then output drain deadline */
+        sd_event_source *linger; /* pre-allocated: frees the finished job after job_linger_seconds */
         uint32_t qemu_pid;
 
         OutputCapture out, err;

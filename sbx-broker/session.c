@@ -101,11 +101,11 @@ static void session_end(Session *s, const char *current_error, const char *why) 
         output_capture_done(&s->err);
         session_emit_changed(s, "Closed");
 
+        /* Freed later from its own, pre-allocated source: arming it cannot fail, and the session is
+         * never freed inside the handler that ended it. */
         s->timer = sd_event_source_disable_unref(s->timer);
-        if (sd_event_add_time_relative(s->broker->event, &s->timer, CLOCK_MONOTONIC,
-                                       (uint64_t) s->broker->config.job_linger_s * 1000000u, 0, on_linger_done,
-                                       s) < 0)
-                session_free(s);
+        (void) sd_event_source_set_time_relative(s->linger, (uint64_t) s->broker->config.job_linger_s * 1000000u);
+        (void) sd_event_source_set_enabled(s->linger, SD_EVENT_ONESHOT);
 }
 
 void session_close(Session *s, const char *why) {
@@ -499,6 +499,10 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                 session_free(s);
                 return -ENOMEM;
         }
+        r = sd_event_add_time(b->event, &s->linger, CLOCK_MONOTONIC, UINT64_MAX, 0, on_linger_done, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->linger, SD_EVENT_OFF);
 
         /* A session belongs to the caller's uid, not its connection: a client may
          * reconnect (or use one connection per call, like busctl). Abandoned
@@ -535,6 +539,7 @@ Session *session_free(Session *s) {
         session_release_worker(s);
         s->timer = sd_event_source_disable_unref(s->timer);
         s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
+        s->linger = sd_event_source_disable_unref(s->linger);
         s->open_call = sd_bus_message_unref(s->open_call);
         s->list_reply = sd_bus_message_unref(s->list_reply);
         session_op_free(s->current);

@@ -55,6 +55,7 @@ struct Session {
         WorkerReady vm; /* what W_SESSION_READY said: boot, snapshot tier, exposed ports */
         sd_event_source *timer;       /* idle timeout, then linger once closed */
         sd_event_source *drain_timer; /* the running Exec's output still waits for its caller's fd */
+        sd_event_source *linger;      /* pre-allocated: frees the closed session after job_linger_seconds */
 
         SessionOp *queue_head, *queue_tail, *current;
         size_t n_queued;
