@@ -122,7 +122,7 @@ static const sd_bus_vtable job_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "t", NULL, offsetof(Job, id), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Language", "s", property_language, 0, 0),
+        SD_BUS_PROPERTY("Language", "s", property_language, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         /* protocol, port in the VM, port on the host's 127.0.0.1, URL; known once the VM runs */
         SD_BUS_PROPERTY("Ports", "a(sqqs)", property_ports, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
