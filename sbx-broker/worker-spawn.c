@@ -102,18 +102,14 @@ static int on_worker_io(sd_event_source *src, int fd, uint32_t revents, void *us
         return 0;
 }
 
-int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
-                      worker_lost_handler_t on_lost, void *userdata) {
+int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata) {
         int r;
 
         l->broker = b;
         l->on_frame = on_frame;
         l->on_lost = on_lost;
         l->userdata = userdata;
-        l->holds_slot = true;
-        l->charge_mb = memory_mb + SBX_VM_OVERHEAD_MB;
-        b->n_active++;
-        b->mem_used_mb += l->charge_mb;
 
         r = spawn_worker(b, &l->fd, &l->pid);
         if (r < 0)
@@ -133,7 +129,7 @@ void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t o
         worker_link_init(src);
 }
 
-static void worker_link_close(WorkerLink *l, bool kill_worker) {
+void worker_link_release(WorkerLink *l, bool kill_worker) {
         l->io = sd_event_source_disable_unref(l->io);
         l->fd = safe_close(l->fd);
         if (l->pid > 0 && kill_worker)
@@ -141,26 +137,6 @@ static void worker_link_close(WorkerLink *l, bool kill_worker) {
                 (void) kill(l->pid, SIGTERM);
         l->pid = 0;
         sbx_frame_reader_done(&l->reader);
-}
-
-static bool worker_link_drop_slot(WorkerLink *l) {
-        if (!l->holds_slot)
-                return false;
-        l->holds_slot = false;
-        l->broker->n_active--;
-        l->broker->mem_used_mb -= l->charge_mb;
-        return true;
-}
-
-void worker_link_release_quiet(WorkerLink *l, bool kill_worker) {
-        worker_link_close(l, kill_worker);
-        (void) worker_link_drop_slot(l);
-}
-
-void worker_link_release(WorkerLink *l, bool kill_worker) {
-        worker_link_close(l, kill_worker);
-        if (worker_link_drop_slot(l))
-                broker_dispatch_queue(l->broker);
 }
 
 int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, uint32_t memory_mb,
