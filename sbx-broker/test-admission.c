@@ -21,6 +21,7 @@
 typedef struct MockPool {
         Admission *a;
         AdmissionSlot vms[POOL_MAX];
+        bool ready[POOL_MAX];
         unsigned evictions, dispatches;
 } MockPool;
 
@@ -32,7 +33,7 @@ static bool mock_evict_one(void *userdata, bool starting_only) {
         int victim = -1;
 
         for (int i = 0; i < POOL_MAX && victim < 0; i++)
-                if (admission_slot_held(&p->vms[i]) && !p->vms[i].idle)
+                if (admission_slot_held(&p->vms[i]) && !p->ready[i])
                         victim = i;
         for (int i = 0; i < POOL_MAX && victim < 0 && !starting_only; i++)
                 if (admission_slot_held(&p->vms[i]))
@@ -60,6 +61,7 @@ static int pool_add(bool ready) {
                         ASSERT_OK(admission_charge(pool.a, &pool.vms[i], ADMISSION_SLOT_POOL, (uid_t) -1, false, VM_MB,
                                                    NULL));
                         admission_slot_set_idle(&pool.vms[i], ready);
+                        pool.ready[i] = ready;
                         return i;
                 }
         TEST_FAIL("mock pool full");
@@ -67,7 +69,7 @@ static int pool_add(bool ready) {
 
 static int pool_ready_vm(void) {
         for (int i = 0; i < POOL_MAX; i++)
-                if (admission_slot_held(&pool.vms[i]) && pool.vms[i].idle)
+                if (admission_slot_held(&pool.vms[i]) && pool.ready[i])
                         return i;
         return -1;
 }
@@ -84,6 +86,9 @@ typedef struct Req {
         AdmissionWaiter w;
         AdmissionSlot slot;
         const char *name;
+        uid_t uid;
+        bool exempt;
+        uint32_t memory_mb;
         bool wants_warm, took_warm;
         bool started, failed;
         char why[ADMISSION_WHY_MAX];
@@ -96,10 +101,11 @@ static void req_start(AdmissionWaiter *w) {
         r->started = true;
         strcat(started, r->name);
         if (vm >= 0) {
-                admission_slot_move(&r->slot, &pool.vms[vm], ADMISSION_SLOT_RUN, w->uid);
+                admission_slot_move(&r->slot, &pool.vms[vm], ADMISSION_SLOT_RUN, r->uid);
+                pool.ready[vm] = false;
                 r->took_warm = true;
         } else
-                ASSERT_OK(admission_charge(pool.a, &r->slot, ADMISSION_SLOT_RUN, w->uid, w->exempt, w->memory_mb,
+                ASSERT_OK(admission_charge(pool.a, &r->slot, ADMISSION_SLOT_RUN, r->uid, r->exempt, r->memory_mb,
                                            r->why));
 }
 
@@ -121,7 +127,7 @@ static const AdmissionWaiterOps req_ops = {
 };
 
 static int req_submit(Req *r, const char *name, uid_t uid, bool exempt, uint32_t memory_mb, bool warm) {
-        *r = (Req) { .name = name, .wants_warm = warm };
+        *r = (Req) { .name = name, .uid = uid, .exempt = exempt, .memory_mb = memory_mb, .wants_warm = warm };
         admission_waiter_init(&r->w, &req_ops, r, uid, exempt, memory_mb);
         return admission_enqueue(pool.a, &r->w, r->why);
 }
