@@ -193,6 +193,10 @@ int sbx_config_parse_line(SbxConfig *c, const char *line) {
                 return set_u32(&c->queue_max, value, 0, 100000);
         if (strcmp(key, "queue_timeout_seconds") == 0)
                 return set_u32(&c->queue_timeout_s, value, 1, 3600);
+        if (strcmp(key, "max_vms_per_uid") == 0)
+                return set_u32(&c->max_vms_per_uid, value, 0, 4096);
+        if (strcmp(key, "max_sessions_per_uid") == 0)
+                return set_u32(&c->max_sessions_per_uid, value, 0, 4096);
         if (strcmp(key, "default_memory_mb") == 0)
                 return set_u32(&c->default_memory_mb, value, 128, 1024 * 1024);
         if (strcmp(key, "vcpus") == 0)

@@ -39,6 +39,9 @@ typedef struct SbxConfig {
         uint32_t max_vms;          /* concurrent VMs; 0 = derived from host memory and CPUs */
         uint32_t queue_max;        /* requests waiting for a slot before Capacity */
         uint32_t queue_timeout_s;  /* how long a queued request may wait */
+        /* Fairness between users (root and admin_group are exempt); 0 = no limit. */
+        uint32_t max_vms_per_uid;      /* a uid's runs and sessions at once */
+        uint32_t max_sessions_per_uid; /* a uid's open sessions */
         uint32_t default_memory_mb;
         uint32_t vcpus;
         uint32_t boot_timeout_ms;  /* per attempt; one retry */

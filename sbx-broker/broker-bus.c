@@ -36,7 +36,6 @@ static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
         j->reply_to = sd_bus_message_ref(m);
-        broker_dispatch_queue(b);
         return 1; /* the reply comes when the job completes */
 }
 
@@ -55,7 +54,6 @@ static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *err
                 job_free(j);
                 return r;
         }
-        broker_dispatch_queue(b);
         return 1;
 }
 
@@ -94,8 +92,9 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (r < 0)
                 return r;
         r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}", "version", "s", SBX_VERSION, "accel", "s",
-                                  sbx_accel_to_string(b->accel), "max_vms", "u", b->max_vms, "active_runs", "u",
-                                  b->n_active, "queued", "u", b->n_queued, "total_runs", "t", b->n_total,
+                                  sbx_accel_to_string(b->accel), "max_vms", "u", admission_limits(b->admission)->max_vms,
+                                  "active_runs", "u", admission_n_active(b->admission), "queued", "u",
+                                  admission_n_queued(b->admission), "total_runs", "t", b->n_total,
                                   "failed_runs", "t", b->n_failed, "uptime_ms", "t",
                                   (now_usec(CLOCK_MONOTONIC) - b->start_usec) / 1000u);
         if (r < 0)
@@ -120,8 +119,9 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         if (b->pool)
                 pool_get_stats(b->pool, &hits, &misses);
-        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}", "memory_budget_mb", "t", b->mem_budget_mb,
-                                  "memory_used_mb", "t", b->mem_used_mb, "max_request_memory_mb", "u",
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}", "memory_budget_mb", "t",
+                                  admission_limits(b->admission)->mem_budget_mb, "memory_used_mb", "t",
+                                  admission_mem_used_mb(b->admission), "max_request_memory_mb", "u",
                                   b->max_memory_mb, "warm_pool_hits", "t", hits, "warm_pool_misses", "t", misses);
         if (r < 0)
                 return r;
@@ -191,7 +191,7 @@ static int property_active_runs(sd_bus *bus, const char *path, const char *inter
         (void) interface;
         (void) property;
         (void) error;
-        return sd_bus_message_append(reply, "u", b->n_active);
+        return sd_bus_message_append(reply, "u", admission_n_active(b->admission));
 }
 
 static int property_version(sd_bus *bus, const char *path, const char *interface, const char *property,

@@ -60,40 +60,47 @@ static uint64_t host_memory_mb(void) {
         return (uint64_t) pages * (uint64_t) size / (1024u * 1024u);
 }
 
-static void broker_derive_limits(Broker *b) {
+static void broker_derive_limits(Broker *b, AdmissionLimits *ret) {
         uint64_t mem = host_memory_mb();
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         uint64_t reserve = b->config.memory_reserve_mb;
         /* A reserve of half the host or more leaves the other half. */
         uint64_t usable = mem > reserve * 2 ? mem - reserve : mem / 2;
 
-        b->mem_budget_mb = (uint64_t) ((double) usable * b->config.memory_overcommit);
-        b->max_memory_mb = (uint32_t) MIN(b->mem_budget_mb - MIN(b->mem_budget_mb, (uint64_t) SBX_VM_OVERHEAD_MB),
+        *ret = (AdmissionLimits) {
+                .mem_budget_mb = (uint64_t) ((double) usable * b->config.memory_overcommit),
+                .queue_max = b->config.queue_max,
+                .queue_timeout_usec = (uint64_t) b->config.queue_timeout_s * 1000000u,
+                .max_vms_per_uid = b->config.max_vms_per_uid,
+                .max_sessions_per_uid = b->config.max_sessions_per_uid,
+        };
+        b->max_memory_mb = (uint32_t) MIN(ret->mem_budget_mb - MIN(ret->mem_budget_mb, (uint64_t) SBX_VM_OVERHEAD_MB),
                                           (uint64_t) UINT32_MAX);
         if (b->config.max_vms > 0)
-                b->max_vms = b->config.max_vms;
+                ret->max_vms = b->config.max_vms;
         else
-                b->max_vms = (uint32_t) MAX(1.0, (double) MAX(cpus, 1L) * b->config.cpu_overcommit);
+                ret->max_vms = (uint32_t) MAX(1.0, (double) MAX(cpus, 1L) * b->config.cpu_overcommit);
         log_debug("Admission budget: %" PRIu64 " MB for VMs (host %" PRIu64 " MB, reserve %" PRIu64
-                  " MB, overcommit %.2f), %u VMs at once.",
-                  b->mem_budget_mb, mem, reserve, b->config.memory_overcommit, b->max_vms);
+                  " MB, overcommit %.2f), %u VMs at once, per uid %u VMs and %u sessions (0: no limit).",
+                  ret->mem_budget_mb, mem, reserve, b->config.memory_overcommit, ret->max_vms,
+                  ret->max_vms_per_uid, ret->max_sessions_per_uid);
 }
 
-bool broker_cpu_free(const Broker *b) {
-        return b->n_active - b->n_pool_idle < b->max_vms;
+/* The admission's callbacks: the warm pool gives room, and refills after each dispatch pass. */
+static bool broker_evict_pool_vm(void *userdata, bool starting_only) {
+        Broker *b = userdata;
+        return pool_evict_one(b->pool, starting_only);
 }
 
-bool broker_can_admit(const Broker *b, uint32_t memory_mb) {
-        return broker_cpu_free(b) && b->mem_used_mb + memory_mb + SBX_VM_OVERHEAD_MB <= b->mem_budget_mb;
+static void broker_dispatched(void *userdata) {
+        Broker *b = userdata;
+        pool_refill(b->pool);
 }
 
-bool broker_make_room(Broker *b, uint32_t memory_mb) {
-        while (!broker_can_admit(b, memory_mb))
-                /* Short of CPU, only stopping a booting pool VM helps; short of memory, any does. */
-                if (!pool_evict_one(b->pool, !broker_cpu_free(b)))
-                        return false;
-        return true;
-}
+static const AdmissionOps broker_admission_ops = {
+        .evict_one = broker_evict_pool_vm,
+        .dispatched = broker_dispatched,
+};
 
 /* A worker killed by a signal could not remove its VM's cgroups; a short-lived
  * worker in --remove-stale mode does it (it is reaped like any worker). */
@@ -140,6 +147,7 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 }
 
 int broker_new(const char *config_path, bool system_bus, Broker **ret) {
+        AdmissionLimits limits;
         Broker *b;
         int r;
 
@@ -158,7 +166,6 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
         r = sbx_config_load(&b->config, b->config_path);
         if (r < 0)
                 goto fail;
-        broker_derive_limits(b);
         b->admin_gid = (gid_t) -1;
         if (b->config.admin_group) {
                 struct group *g = getgrnam(b->config.admin_group);
@@ -175,6 +182,10 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
         (void) sd_event_add_signal(b->event, NULL, SIGTERM, on_exit_signal, b);
         (void) sd_event_add_signal(b->event, NULL, SIGINT, on_exit_signal, b);
         r = sd_event_add_signal(b->event, NULL, SIGCHLD, on_sigchld, b);
+        if (r < 0)
+                goto fail;
+        broker_derive_limits(b, &limits);
+        r = admission_new(b->event, &limits, &broker_admission_ops, b, &b->admission);
         if (r < 0)
                 goto fail;
 
@@ -206,7 +217,7 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
         if (r < 0)
                 goto fail;
         log_info("sbx-broker %s ready: %u VMs at once, %" PRIu64 " MB for VMs, warm pool %u/%u/%u, accel %s, workers %s.",
-                 SBX_VERSION, b->max_vms, b->mem_budget_mb, b->config.warm_pool_size[SBX_LANG_PYTHON],
+                 SBX_VERSION, limits.max_vms, limits.mem_budget_mb, b->config.warm_pool_size[SBX_LANG_PYTHON],
                  b->config.warm_pool_size[SBX_LANG_JAVASCRIPT], b->config.warm_pool_size[SBX_LANG_RAW],
                  sbx_accel_to_string(b->accel), b->config.worker_socket ?: b->config.worker_path);
         pool_refill(b->pool);
@@ -225,6 +236,8 @@ Broker *broker_free(Broker *b) {
                 job_free(b->jobs_head);
         while (b->sessions_head)
                 session_free(b->sessions_head);
+        /* After everything that holds a slot or waits in its queue. */
+        b->admission = admission_free(b->admission);
         broker_cache_stop(b);
         sd_bus_flush_close_unref(b->bus);
         sd_event_unref(b->event);

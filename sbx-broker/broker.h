@@ -7,15 +7,12 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "admission.h"
 #include "config.h"
 
 typedef struct Job Job;
 typedef struct Session Session;
 typedef struct Pool Pool;
-
-/* What a VM costs the host beyond its guest RAM: QEMU itself, the TCG
- * translation cache, the worker. Counted against the memory budget. */
-#define SBX_VM_OVERHEAD_MB 160u
 
 typedef struct Broker {
         sd_event *event;
@@ -23,16 +20,11 @@ typedef struct Broker {
         SbxConfig config;
         char *config_path;     /* handed to spawned workers as SBX_CONFIG */
         SbxAccel accel;        /* resolved: kvm or tcg */
-        uint32_t max_vms;      /* concurrent VMs: the CPU side of the admission budget */
         uint32_t max_memory_mb; /* the most one request may ask for */
-        uint64_t mem_budget_mb; /* the memory side: guest RAM plus overhead of every VM */
-        uint64_t mem_used_mb;
+        Admission *admission;  /* the memory and CPU budget, per-uid limits, the queue */
         Pool *pool;
         Job *jobs_head, *jobs_tail; /* every live job, oldest first */
         Session *sessions_head, *sessions_tail;
-        uint32_t n_active;     /* VMs holding a share of the budget: jobs', sessions', the pool's */
-        uint32_t n_pool_idle;  /* of those, ready pool VMs: they hold memory but barely any CPU */
-        uint32_t n_queued;
         uint64_t next_id;
         uint64_t n_total, n_failed;
         uint64_t start_usec;
@@ -52,16 +44,6 @@ int broker_run(Broker *b);
 uid_t bus_sender_uid(sd_bus_message *m);
 /* Root, or a member of the configured admin_group. */
 bool bus_sender_is_admin(Broker *b, sd_bus_message *m);
-
-/* Starts queued jobs while the budget allows, then refills the warm pool. */
-void broker_dispatch_queue(Broker *b);
-/* Whether one more VM of memory_mb fits the budget right now. */
-bool broker_can_admit(const Broker *b, uint32_t memory_mb);
-/* Whether one more VM may become busy (the CPU side alone): idle pool VMs do not count. */
-bool broker_cpu_free(const Broker *b);
-/* Makes room for a VM of memory_mb by stopping idle warm pool VMs, if that
- * is what stands in the way. Returns whether it fits now. */
-bool broker_make_room(Broker *b, uint32_t memory_mb);
 
 /* broker-bus.c */
 int broker_bus_setup(Broker *b);

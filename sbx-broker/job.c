@@ -41,6 +41,7 @@ static void job_try_complete(Job *j);
 
 static void job_release_worker(Job *j, bool kill_worker) {
         worker_link_release(&j->worker, kill_worker);
+        admission_release(&j->slot);
 }
 
 static void job_fail(Job *j, const char *error_name, const char *fmt, ...) _printf_(3, 4);
@@ -314,8 +315,8 @@ static bool job_start_pooled(Job *j) {
         int r;
 
         if (!j->req.use_warm_pool || request_has_nic(&j->req) ||
-            !pool_take(b->pool, j->req.language, j->req.memory_mb, &j->worker, handle_worker_frame, on_worker_lost, j,
-                       &j->hit))
+            !pool_take(b->pool, j->req.language, j->req.memory_mb, &j->worker, &j->slot, j->owner_uid,
+                       handle_worker_frame, on_worker_lost, j, &j->hit))
                 return false;
         j->pooled = true;
         j->qemu_pid = j->hit.qemu_pid;
@@ -338,16 +339,22 @@ static int job_send_session_open(Job *j) {
 
 int job_start(Job *j) {
         Broker *b = j->broker;
+        char why[ADMISSION_WHY_MAX];
         int r;
 
-        j->timer = sd_event_source_disable_unref(j->timer);
         j->t_started = now_usec(CLOCK_MONOTONIC);
         if (job_start_pooled(j))
                 return 0;
         pool_count_miss(b->pool);
+        r = admission_charge(b->admission, &j->slot, ADMISSION_SLOT_RUN, j->owner_uid, j->waiter.exempt,
+                             j->req.memory_mb, why);
+        if (r < 0) {
+                job_fail(j, SBX_ERROR_CAPACITY, "%s", why);
+                return r;
+        }
         job_set_state(j, JOB_BOOTING);
 
-        r = worker_link_start(&j->worker, b, j->req.memory_mb, handle_worker_frame, on_worker_lost, j);
+        r = worker_link_start(&j->worker, b, handle_worker_frame, on_worker_lost, j);
         if (r < 0) {
                 job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
                 return r;
@@ -362,16 +369,26 @@ int job_start(Job *j) {
         return 0;
 }
 
-static int on_queue_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        Job *j = userdata;
-        (void) s;
-        (void) usec;
-        j->broker->n_queued--;
-        j->timer = sd_event_source_disable_unref(j->timer);
-        job_fail(j, SBX_ERROR_CAPACITY, "No VM slot became free within %u s (%u VMs running, %u queued).",
-                 j->broker->config.queue_timeout_s, j->broker->n_active, j->broker->n_queued);
-        return 0;
+/* The admission queue's callbacks. */
+static void on_admitted(AdmissionWaiter *w) {
+        (void) job_start(w->userdata);
 }
+
+static void on_refused(AdmissionWaiter *w, const char *why) {
+        job_fail(w->userdata, SBX_ERROR_CAPACITY, "%s", why);
+}
+
+static bool on_warm_available(AdmissionWaiter *w) {
+        Job *j = w->userdata;
+        return j->req.use_warm_pool && !request_has_nic(&j->req) &&
+               pool_has_ready(j->broker->pool, j->req.language, j->req.memory_mb);
+}
+
+static const AdmissionWaiterOps job_waiter_ops = {
+        .start = on_admitted,
+        .fail = on_refused,
+        .warm_available = on_warm_available,
+};
 
 static int on_owner_gone(sd_bus_track *t, void *userdata) {
         Job *j = userdata;
@@ -381,17 +398,10 @@ static int on_owner_gone(sd_bus_track *t, void *userdata) {
 }
 
 int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error) {
+        char why[ADMISSION_WHY_MAX];
         Job *j;
         uid_t uid;
         int r;
-
-        if (b->n_queued >= b->config.queue_max &&
-            !(req->use_warm_pool && !request_has_nic(req) && pool_has_ready(b->pool, req->language, req->memory_mb)) &&
-            !broker_make_room(b, req->memory_mb))
-                return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
-                                         "The VM budget is in use (%u VMs, %" PRIu64 " of %" PRIu64
-                                         " MB) and %u requests are already waiting.",
-                                         b->n_active, b->mem_used_mb, b->mem_budget_mb, b->n_queued);
 
         uid = bus_sender_uid(call);
 
@@ -417,7 +427,6 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
 
         /* Link first so job_free() can unlink on every error path. */
         LIST_APPEND(b->jobs_head, b->jobs_tail, j);
-        b->n_total++;
 
         r = sd_event_add_time(b->event, &j->linger, CLOCK_MONOTONIC, UINT64_MAX, 0, on_linger_done, j);
         if (r < 0)
@@ -441,6 +450,18 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
                 if (r < 0)
                         goto fail;
         }
+        /* Root and admin_group are held to no per-uid limit. */
+        admission_waiter_init(&j->waiter, &job_waiter_ops, j, uid,
+                              admission_has_user_limits(b->admission) && bus_sender_is_admin(b, call),
+                              j->req.memory_mb);
+        r = admission_enqueue(b->admission, &j->waiter, why);
+        if (r == -EBUSY) {
+                job_free(j);
+                return sd_bus_error_set(error, SBX_ERROR_CAPACITY, why);
+        }
+        if (r < 0)
+                goto fail;
+        b->n_total++;
         *ret = j;
         return 0;
 
@@ -449,45 +470,10 @@ fail:
         return sd_bus_error_set_errnof(error, r, "Failed to set up the job: %m");
 }
 
-/* Called once the caller has attached reply_to / emit_signals. */
-void broker_dispatch_queue(Broker *b) {
-        bool room = true;
-
-        for (Job *j = b->jobs_head; j; j = j->next) {
-                if (j->state != JOB_QUEUED || j->completed || j->error_name || !(j->reply_to || j->emit_signals))
-                        continue;
-                /* Oldest first: once one cannot get room, later ones only take warm VMs. */
-                if (!j->req.use_warm_pool || request_has_nic(&j->req) ||
-                    !pool_has_ready(b->pool, j->req.language, j->req.memory_mb)) {
-                        if (room)
-                                room = broker_make_room(b, j->req.memory_mb);
-                        if (!room)
-                                continue;
-                }
-                if (j->timer) /* it was counted as queued */
-                        b->n_queued--;
-                (void) job_start(j);
-        }
-        /* Anything still waiting gets a deadline. */
-        for (Job *j = b->jobs_head; j; j = j->next) {
-                if (j->state != JOB_QUEUED || j->completed || j->error_name || j->timer ||
-                    !(j->reply_to || j->emit_signals))
-                        continue;
-                if (sd_event_add_time_relative(b->event, &j->timer, CLOCK_MONOTONIC,
-                                               (uint64_t) b->config.queue_timeout_s * 1000000u, 0, on_queue_timeout,
-                                               j) >= 0)
-                        b->n_queued++;
-        }
-        pool_refill(b->pool);
-}
-
 void job_cancel(Job *j, const char *why) {
         if (j->completed)
                 return;
-        if (j->state == JOB_QUEUED && j->timer) {
-                j->broker->n_queued--;
-                j->timer = sd_event_source_disable_unref(j->timer);
-        }
+        admission_cancel(&j->waiter);
         /* Nobody is left to read the output when the caller is gone. */
         j->out.sink = fdsink_free(j->out.sink);
         j->err.sink = fdsink_free(j->err.sink);
@@ -507,8 +493,7 @@ Job *job_free(Job *j) {
         if (!j)
                 return NULL;
         b = j->broker;
-        if (j->state == JOB_QUEUED && j->timer && !j->completed)
-                b->n_queued--;
+        admission_cancel(&j->waiter);
         job_release_worker(j, true);
         j->timer = sd_event_source_disable_unref(j->timer);
         j->linger = sd_event_source_disable_unref(j->linger);

@@ -41,12 +41,14 @@ struct Job {
         bool emit_signals;        /* StartRun() */
 
         WorkerLink worker;
+        AdmissionSlot slot;     /* its VM's share of the budget */
+        AdmissionWaiter waiter; /* while it waits for room */
         bool pooled; /* runs in a warm pool VM */
         PoolHit hit;
         bool via_session; /* a VM of its own in session mode: restored from L1 when it can be */
         bool vm_ready;
         WorkerReady ready;
-        sd_event_source *timer;  /* queue deadline, then output drain deadline */
+        sd_event_source *timer;  /* output drain deadline */
         sd_event_source *linger; /* pre-allocated: frees the finished job after job_linger_seconds */
         uint32_t qemu_pid;
 
@@ -62,8 +64,8 @@ struct Job {
 
 const char *job_state_to_string(JobState s);
 
-/* Takes over *req. On success the job is queued or started; the caller
- * then attaches reply_to or emit_signals. */
+/* Takes over *req. On success the job waits in the admission queue, which starts it from a
+ * later loop iteration; the caller attaches reply_to or emit_signals before returning. */
 int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error);
 Job *job_free(Job *j);
 Job *broker_find_job(Broker *b, uint64_t id);

@@ -39,6 +39,7 @@ struct PoolVm {
         PoolVmState state;
         unsigned warmups_left;
         WorkerLink worker;
+        AdmissionSlot slot;
         uint64_t t_ready;
         PoolHit info;
 };
@@ -88,11 +89,9 @@ static int on_reap(sd_event_source *s, void *userdata) {
 static void pool_vm_free(PoolVm *vm) {
         Pool *p = vm->pool;
 
-        if (vm->state == POOL_VM_READY)
-                p->broker->n_pool_idle--;
-
-        /* Quiet: the caller decides whether the freed budget starts queued work. */
-        worker_link_release_quiet(&vm->worker, true);
+        worker_link_release(&vm->worker, true);
+        /* Queued work gets the room from the next dispatch pass. */
+        admission_release(&vm->slot);
         LIST_REMOVE(p->head, p->tail, vm);
         vm->next = p->dead;
         p->dead = vm;
@@ -140,7 +139,6 @@ static void pool_vm_failed(PoolVm *vm, const char *why) {
         if (!p->retry)
                 (void) sd_event_add_time_relative(p->broker->event, &p->retry, CLOCK_MONOTONIC, delay, 0, on_retry,
                                                   p);
-        broker_dispatch_queue(p->broker);
 }
 
 static int pool_vm_send_warmup(PoolVm *vm) {
@@ -187,7 +185,7 @@ static int on_pool_vm_frame(void *userdata, uint8_t type, const uint8_t *p, size
                 if (--vm->warmups_left > 0)
                         return pool_vm_send_warmup(vm);
                 vm->state = POOL_VM_READY;
-                vm->pool->broker->n_pool_idle++;
+                admission_slot_set_idle(&vm->slot, true);
                 vm->t_ready = now_usec(CLOCK_MONOTONIC);
                 vm->pool->n_failures = 0;
                 log_debug("Warm pool: a %s VM is ready (boot %" PRIu64 " ms%s).",
@@ -230,15 +228,19 @@ static int pool_vm_start(Pool *p, SbxLanguage language) {
         worker_link_init(&vm->worker);
         LIST_APPEND(p->head, p->tail, vm);
 
-        r = worker_link_start(&vm->worker, b, b->config.default_memory_mb, on_pool_vm_frame, on_pool_vm_lost, vm);
+        r = admission_charge(b->admission, &vm->slot, ADMISSION_SLOT_POOL, (uid_t) -1, false,
+                             b->config.default_memory_mb, NULL);
+        if (r >= 0)
+                r = worker_link_start(&vm->worker, b, on_pool_vm_frame, on_pool_vm_lost, vm);
         /* Refills restore the L1 snapshot when there is one: cheap, and the restored VMs share the
          * snapshot's unchanged pages. */
         if (r >= 0)
                 r = worker_send_session_open(&vm->worker, ++b->next_id, language, b->config.default_memory_mb, NULL,
                                              true, b->config.snapshots);
         if (r < 0) {
+                /* With back-off, like a VM that fails later: the freed room must not start it again at once. */
                 log_warning_errno(r, "Warm pool: failed to start a %s VM: %m", sbx_language_to_string(language));
-                pool_vm_free(vm);
+                pool_vm_failed(vm, "its worker did not start");
                 return r;
         }
         return 0;
@@ -280,7 +282,7 @@ void pool_refill(Pool *p) {
                 return;
         b = p->broker;
         /* Requests waiting for room come first. */
-        if (b->n_queued > 0)
+        if (admission_n_queued(b->admission) > 0)
                 return;
         p->refilling = true;
         for (bool started = true; started;) {
@@ -308,9 +310,9 @@ void pool_refill(Pool *p) {
                 if (best < 0)
                         break;
                 /* A language with no VM at all may take one from a language that has two or more. */
-                if (!broker_can_admit(b, b->config.default_memory_mb) &&
-                    !(best_fill == 0.0 && broker_cpu_free(b) && pool_evict_surplus(p) &&
-                      broker_can_admit(b, b->config.default_memory_mb)))
+                if (!admission_fits(b->admission, b->config.default_memory_mb) &&
+                    !(best_fill == 0.0 && admission_cpu_free(b->admission) && pool_evict_surplus(p) &&
+                      admission_fits(b->admission, b->config.default_memory_mb)))
                         break;
                 if (pool_vm_start(p, best) < 0)
                         break;
@@ -321,7 +323,7 @@ void pool_refill(Pool *p) {
 
 /* The oldest ready VM that a run of this language and memory may take now, or NULL. */
 static PoolVm *pool_find_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb) {
-        if (!p || memory_mb != p->broker->config.default_memory_mb || !broker_cpu_free(p->broker))
+        if (!p || memory_mb != p->broker->config.default_memory_mb || !admission_cpu_free(p->broker->admission))
                 return NULL;
         for (PoolVm *vm = p->head; vm; vm = vm->next)
                 if (vm->state == POOL_VM_READY && vm->language == language)
@@ -329,8 +331,8 @@ static PoolVm *pool_find_ready(const Pool *p, SbxLanguage language, uint32_t mem
         return NULL;
 }
 
-bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, worker_frame_handler_t on_frame,
-               worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit) {
+bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, AdmissionSlot *dst_slot, uid_t uid,
+               worker_frame_handler_t on_frame, worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit) {
         PoolVm *vm = pool_find_ready(p, language, memory_mb);
 
         if (!vm)
@@ -338,10 +340,9 @@ bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *ds
         *ret_hit = vm->info;
         ret_hit->idle_ms = (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u;
         worker_link_move(dst, &vm->worker, on_frame, on_lost, userdata);
-        /* It is busy from now on: pool_vm_free() must not count it as idle. */
-        vm->state = POOL_VM_BOOTING;
-        p->broker->n_pool_idle--;
-        pool_vm_free(vm); /* the link is empty now: only the entry goes */
+        /* Busy from now on, and the run's uid's. */
+        admission_slot_move(dst_slot, &vm->slot, ADMISSION_SLOT_RUN, uid);
+        pool_vm_free(vm); /* the link and the slot are empty now: only the entry goes */
         p->hits++;
         return true;
 }
@@ -393,7 +394,8 @@ int pool_set_target(Pool *p, SbxLanguage language, uint32_t size) {
         }
         p->retry = sd_event_source_disable_unref(p->retry);
         p->n_failures = 0;
-        broker_dispatch_queue(p->broker);
+        /* Queued requests first, then the refill to the new size. */
+        admission_schedule(p->broker->admission);
         return 0;
 }
 

@@ -36,9 +36,10 @@ Pool *pool_free(Pool *p);
  * request waits. Called after every change of the budget. */
 void pool_refill(Pool *p);
 /* Hands a ready VM of this language and memory size to a run: its worker link
- * moves to dst with the new handlers. Returns false on a miss. */
-bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, worker_frame_handler_t on_frame,
-               worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit);
+ * moves to dst with the new handlers, its budget share to dst_slot as uid's. Returns false on a
+ * miss. */
+bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, AdmissionSlot *dst_slot, uid_t uid,
+               worker_frame_handler_t on_frame, worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit);
 bool pool_has_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb);
 /* Stops one pool VM (booting ones first, then the oldest ready one, unless
  * starting_only) to free its budget for a request. Returns false when there

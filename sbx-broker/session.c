@@ -39,6 +39,7 @@ Session *broker_find_session(Broker *b, const char *path) {
 static void session_release_worker(Session *s) {
         /* EOF tells the worker to stop the VM and clean up. */
         worker_link_release(&s->worker, false);
+        admission_release(&s->slot);
 }
 
 static void reply_error(sd_bus_message **call, const char *name, const char *fmt, const char *arg) {
@@ -463,6 +464,7 @@ static int session_send_open(Session *s) {
 }
 
 int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
+        char why[ADMISSION_WHY_MAX];
         Session *s;
         uid_t uid;
         int r;
@@ -479,16 +481,18 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                 free(s);
                 return r;
         }
-        if (!broker_make_room(b, s->options.memory_mb)) {
+        uid = bus_sender_uid(call);
+        /* Sessions do not queue: no room (or the uid at its limit; root and admin_group have
+         * none) is Capacity at once. */
+        r = admission_charge(b->admission, &s->slot, ADMISSION_SLOT_SESSION, uid,
+                             admission_has_user_limits(b->admission) && bus_sender_is_admin(b, call),
+                             s->options.memory_mb, why);
+        if (r < 0) {
                 request_done(&s->options);
                 free(s);
-                return sd_bus_error_setf(error, SBX_ERROR_CAPACITY,
-                                         "The VM budget is in use (%u VMs, %" PRIu64 " of %" PRIu64
-                                         " MB); a session needs a VM of its own.",
-                                         b->n_active, b->mem_used_mb, b->mem_budget_mb);
+                return r == -ENOMEM ? r : sd_bus_error_set(error, SBX_ERROR_CAPACITY, why);
         }
 
-        uid = bus_sender_uid(call);
         s->owner_uid = uid;
         s->id = ++b->next_id;
         snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);
@@ -507,7 +511,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         /* A session belongs to the caller's uid, not its connection: a client may
          * reconnect (or use one connection per call, like busctl). Abandoned
          * sessions end at their idle timeout. */
-        r = worker_link_start(&s->worker, b, s->options.memory_mb, handle_frame, on_worker_lost, s);
+        r = worker_link_start(&s->worker, b, handle_frame, on_worker_lost, s);
         if (r >= 0)
                 r = session_send_open(s);
         if (r < 0)

@@ -52,6 +52,7 @@ struct Session {
 
         bool ready, closed;
         WorkerLink worker;
+        AdmissionSlot slot; /* its VM's share of the budget */
         WorkerReady vm; /* what W_SESSION_READY said: boot, snapshot tier, exposed ports */
         sd_event_source *timer;       /* idle timeout, then linger once closed */
         sd_event_source *drain_timer; /* the running Exec's output still waits for its caller's fd */

@@ -95,18 +95,14 @@ static void on_worker_close(FramedConn *c, int error, void *userdata) {
         l->on_lost(l->userdata, error, error == -EBADMSG);
 }
 
-int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
-                      worker_lost_handler_t on_lost, void *userdata) {
+int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata) {
         int fd = -EBADF, r;
 
         l->broker = b;
         l->on_frame = on_frame;
         l->on_lost = on_lost;
         l->userdata = userdata;
-        l->holds_slot = true;
-        l->charge_mb = memory_mb + SBX_VM_OVERHEAD_MB;
-        b->n_active++;
-        b->mem_used_mb += l->charge_mb;
 
         r = spawn_worker(b, &fd, &l->pid);
         if (r < 0)
@@ -129,7 +125,7 @@ void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t o
         worker_link_init(src);
 }
 
-static void worker_link_close(WorkerLink *l, bool kill_worker) {
+void worker_link_release(WorkerLink *l, bool kill_worker) {
         framed_conn_close(&l->conn);
         if (l->pid > 0 && kill_worker)
                 /* The worker kills its QEMU on SIGTERM; the broker's SIGCHLD handler reaps it. */
@@ -143,26 +139,6 @@ int worker_link_send(WorkerLink *l, SbxMsg *m) {
 
 int worker_link_send_with_fd(WorkerLink *l, SbxMsg *m, int fd) {
         return framed_conn_send_with_fds(&l->conn, m, &fd, 1);
-}
-
-static bool worker_link_drop_slot(WorkerLink *l) {
-        if (!l->holds_slot)
-                return false;
-        l->holds_slot = false;
-        l->broker->n_active--;
-        l->broker->mem_used_mb -= l->charge_mb;
-        return true;
-}
-
-void worker_link_release_quiet(WorkerLink *l, bool kill_worker) {
-        worker_link_close(l, kill_worker);
-        (void) worker_link_drop_slot(l);
-}
-
-void worker_link_release(WorkerLink *l, bool kill_worker) {
-        worker_link_close(l, kill_worker);
-        if (worker_link_drop_slot(l))
-                broker_dispatch_queue(l->broker);
 }
 
 int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, uint32_t memory_mb,

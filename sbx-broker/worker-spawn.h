@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The broker's end of one VM worker, shared by jobs and sessions: it holds a
- * VM slot, starts the worker, reads its frames and hands them over, and
- * gives everything back in one call. */
+/* The broker's end of one VM worker, shared by jobs, sessions and the warm pool: it starts the
+ * worker, reads its frames and hands them over, and closes everything in one call. The VM's share
+ * of the budget is its owner's (admission.h). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,29 +36,24 @@ typedef struct WorkerLink {
         Broker *broker;
         FramedConn conn; /* the worker's socket: frames both ways, never a blocking write */
         pid_t pid;       /* 0 in socket mode, where systemd owns the worker */
-        bool holds_slot;
-        uint32_t charge_mb; /* what the VM counts against the memory budget */
         worker_frame_handler_t on_frame;
         worker_lost_handler_t on_lost;
         void *userdata;
 } WorkerLink;
 
 void worker_link_init(WorkerLink *l);
-/* Takes a VM slot and connects a fresh worker: in the embedded mode a forked
+/* Connects a fresh worker: in the embedded mode a forked
  * worker with a socketpair end as its fd 3 (the socket-activation contract);
  * with worker_socket set, a connection to sbx-vmworker.socket (Accept=yes).
  * Frames arrive once the caller has sent the first one. */
-int worker_link_start(WorkerLink *l, Broker *b, uint32_t memory_mb, worker_frame_handler_t on_frame,
-                      worker_lost_handler_t on_lost, void *userdata);
+int worker_link_start(WorkerLink *l, Broker *b, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
+                      void *userdata);
 /* Moves a started link (a warm pool VM) to a new owner; src is left empty. */
 void worker_link_move(WorkerLink *dst, WorkerLink *src, worker_frame_handler_t on_frame, worker_lost_handler_t on_lost,
                       void *userdata);
-/* Closes the connection (the worker stops its VM on EOF), SIGTERMs the worker
- * if asked, and gives the VM slot back. Idempotent. */
+/* Closes the connection (the worker stops its VM on EOF) and SIGTERMs the worker
+ * if asked. Idempotent. */
 void worker_link_release(WorkerLink *l, bool kill_worker);
-/* Like worker_link_release(), but does not start queued work with the freed
- * budget: for callers that are about to use it themselves. */
-void worker_link_release_quiet(WorkerLink *l, bool kill_worker);
 
 static inline bool worker_link_is_open(const WorkerLink *l) {
         return framed_conn_is_open(&l->conn) && !l->conn.closed;

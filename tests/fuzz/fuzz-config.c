@@ -29,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(c.accel <= SBX_ACCEL_TCG);
                 FUZZ_CHECK(c.vcpus == 0 || (c.vcpus >= 1 && c.vcpus <= 64));
                 FUZZ_CHECK(c.max_vms <= 4096);
+                FUZZ_CHECK(c.max_vms_per_uid <= 4096 && c.max_sessions_per_uid <= 4096);
                 FUZZ_CHECK(c.default_memory_mb == 0 || c.default_memory_mb >= 128);
                 FUZZ_CHECK(!c.kernel || strlen(c.kernel) < 4096);
 

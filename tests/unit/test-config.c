@@ -96,6 +96,8 @@ static void test_number_keys(void) {
                 {"max_vms", offsetof(SbxConfig, max_vms), 0, 4096},
                 {"queue_max", offsetof(SbxConfig, queue_max), 0, 100000},
                 {"queue_timeout_seconds", offsetof(SbxConfig, queue_timeout_s), 1, 3600},
+                {"max_vms_per_uid", offsetof(SbxConfig, max_vms_per_uid), 0, 4096},
+                {"max_sessions_per_uid", offsetof(SbxConfig, max_sessions_per_uid), 0, 4096},
                 {"default_memory_mb", offsetof(SbxConfig, default_memory_mb), 128, 1024 * 1024},
                 {"vcpus", offsetof(SbxConfig, vcpus), 1, 64},
                 {"boot_timeout_ms", offsetof(SbxConfig, boot_timeout_ms), 500, 600000},
@@ -198,6 +200,8 @@ static void test_load(void) {
         ASSERT_EQ(c.boot_timeout_ms, 20000);
         ASSERT_EQ(c.job_linger_s, 60);
         ASSERT_EQ(c.max_vms, 0);
+        ASSERT_EQ(c.max_vms_per_uid, 0);
+        ASSERT_EQ(c.max_sessions_per_uid, 0);
         ASSERT_NULL(c.worker_socket);
         ASSERT_STREQ(c.qemu, "qemu-system-x86_64");
         ASSERT_STREQ(c.cgroup_parent, "sbx");
@@ -228,6 +232,8 @@ static void test_load(void) {
                                  "max_vms = 3\n"
                                  "queue_max = 5\n"
                                  "queue_timeout_seconds = 7\n"
+                                 "max_vms_per_uid = 2\n"
+                                 "max_sessions_per_uid = 1\n"
                                  "default_memory_mb = 512\n"
                                  "vcpus = 2\n"
                                  "boot_timeout_ms = 1500\n"
@@ -247,6 +253,8 @@ static void test_load(void) {
         ASSERT_EQ(c.max_vms, 3);
         ASSERT_EQ(c.queue_max, 5);
         ASSERT_EQ(c.queue_timeout_s, 7);
+        ASSERT_EQ(c.max_vms_per_uid, 2);
+        ASSERT_EQ(c.max_sessions_per_uid, 1);
         ASSERT_EQ(c.default_memory_mb, 512);
         ASSERT_EQ(c.vcpus, 2);
         ASSERT_EQ(c.boot_timeout_ms, 1500);
