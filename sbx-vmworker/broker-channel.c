@@ -12,20 +12,6 @@ void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mapping
                 sbx_msg_put_str(m, SBX_T_PORT_MAPPING, mappings[i]);
 }
 
-int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms, char *const *mappings,
-                       size_t n_mappings) {
-        SbxMsg m;
-
-        sbx_msg_begin(&m, SBX_W_STATUS);
-        sbx_msg_put_u32(&m, SBX_T_PHASE, (uint32_t) phase);
-        if (qemu_pid > 0)
-                sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
-        if (phase >= SBX_PHASE_RUNNING)
-                sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
-        broker_put_port_mappings(&m, mappings, n_mappings);
-        return broker_send(c, &m);
-}
-
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n) {
         SbxMsg m;
 
@@ -41,8 +27,6 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_begin(&m, SBX_W_RESULT);
         sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, result->exit_code);
         sbx_msg_put_u64(&m, SBX_T_EXEC_MS, result->exec_ms);
-        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, result->boot_ms);
-        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, result->setup_ms);
         sbx_msg_put_u64(&m, SBX_T_CPU_MS, result->cpu_ms);
         sbx_msg_put_u64(&m, SBX_T_MEM_PEAK_MB, result->mem_peak_mb);
         sbx_msg_put_u64(&m, SBX_T_CPU_THROTTLED, result->cpu_throttled);
@@ -52,9 +36,7 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, result->accel);
         if (result->message)
                 sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
-        if (result->have_state_reset)
-                sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
-        broker_put_port_mappings(&m, result->port_mappings, result->n_port_mappings);
+        sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
         return broker_send(c, &m);
 }
 

@@ -13,22 +13,19 @@
 /* Queued bytes to the broker before it counts as stuck: all output it can ever get, plus slack. */
 #define BROKER_OUT_MAX (SBX_STDOUT_MAX + SBX_STDERR_MAX + 1024u * 1024u)
 
+/* The end of one exec. */
 typedef struct RunResult {
         int32_t exit_code;
-        uint64_t exec_ms, boot_ms, setup_ms;
+        uint64_t exec_ms;
         uint64_t cpu_ms, mem_peak_mb, cpu_throttled;
         bool timed_out, stdout_truncated, stderr_truncated;
         const char *accel;
         const char *message; /* optional */
-        bool have_state_reset, state_reset; /* session execs only */
-        char *const *port_mappings; /* SBX_T_PORT_MAPPING, one each */
-        size_t n_port_mappings;
+        bool state_reset;
 } RunResult;
 
 /* mappings: the VM's exposed ports ("tcp INTERNAL 127.0.0.1:EXTERNAL"), one SBX_T_PORT_MAPPING each. */
 void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mappings);
-int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms, char *const *mappings,
-                       size_t n_mappings);
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n);
 int broker_send_result(FramedConn *c, const RunResult *result);
 int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message);

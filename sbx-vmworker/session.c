@@ -184,7 +184,7 @@ static void session_start_exec(Session *s, const uint8_t *p, size_t n) {
         SbxMsg m;
         int r;
 
-        r = run_request_parse_kind(RUN_REQUEST_EXEC, p, n, w->config, &s->exec, &reason);
+        r = run_request_parse(RUN_REQUEST_EXEC, p, n, w->config, &s->exec, &reason);
         if (r == -ENOMEM) {
                 worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
                 return;
@@ -194,7 +194,7 @@ static void session_start_exec(Session *s, const uint8_t *p, size_t n) {
                 return;
         }
 
-        r = guest_build_session_exec(&w->req, &s->exec, &m);
+        r = guest_build_exec(&w->req, &s->exec, &m);
         if (r == -E2BIG) {
                 worker_fail(w, SBX_ERR_INVALID,
                             "Invalid exec request: more than %u environment variables in the session and "
@@ -247,7 +247,6 @@ static void session_exec_done(Session *s, const GuestExit *e) {
                 .stderr_truncated = w->stderr_truncated,
                 .accel = sbx_accel_to_string(w->accel),
                 .message = message,
-                .have_state_reset = true,
                 .state_reset = e->state_reset,
         };
         log_info("Exec %" PRIu64 " finished: exit %" PRIi32 "%s%s, exec %" PRIu64 " ms (host %" PRIu64 " ms).",
@@ -674,14 +673,6 @@ int session_on_broker_frame(Session *s, uint8_t type, const uint8_t *p, size_t n
         Worker *w = s->w;
         char buf[96];
 
-        if (type == SBX_B_CLOSE) {
-                worker_abort(w, "The broker closed the session");
-                return 1;
-        }
-        if (type == SBX_B_CANCEL) {
-                worker_fail(w, SBX_ERR_TRANSIENT, "The session was cancelled.");
-                return 1;
-        }
         if (type == SBX_B_INTERRUPT) {
                 /* Ctrl-C for the running exec; late ones (the exec just ended) are no error. */
                 if (w->state == WORKER_SESSION && s->op == SESSION_EXEC) {
@@ -740,6 +731,10 @@ void session_on_guest_drain(Session *s) {
         if (s->op == SESSION_FILE_WRITE && s->wait == SESSION_WAIT_GUEST && !s->end_sent &&
             caller_fd_is_open(&s->caller))
                 session_pump_write(s);
+}
+
+bool session_exec_running(const Session *s) {
+        return s && s->op == SESSION_EXEC;
 }
 
 int session_new(Worker *w, Session **ret) {

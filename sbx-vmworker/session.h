@@ -8,6 +8,7 @@
  * ends the session with W_ERROR through worker_fail(). See docs/worker.md,
  * "Sessions". */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,7 @@
 
 int session_new(Worker *w, Session **ret);
 Session *session_free(Session *s);
+bool session_exec_running(const Session *s);
 
 /* Return values as for FramedConnFrameHandler: 0, FRAMED_CONN_PAUSE, or 1 to stop. */
 int session_on_broker_frame(Session *s, uint8_t type, const uint8_t *p, size_t n);

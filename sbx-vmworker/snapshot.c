@@ -592,7 +592,7 @@ static void start_warm(Snapshot *s) {
         int r;
 
         /* The session's environment is not part of the snapshot: the warm-up runs without it. */
-        r = guest_build_session_exec(&session, &exec, &m);
+        r = guest_build_exec(&session, &exec, &m);
         if (r >= 0) {
                 r = framed_conn_send(&w->guest, &m);
                 sbx_msg_done(&m);

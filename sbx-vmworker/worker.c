@@ -40,7 +40,13 @@
 #define WORKER_TIMER_ACCURACY_USEC (10u * 1000u)
 
 static void worker_start(Worker *w);
-static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Where the VM was when it failed, for the error message. */
+static const char *worker_phase_phrase(Worker *w) {
+        if (w->state == WORKER_BOOTING || w->state == WORKER_WARMING)
+                return "while the guest was booting";
+        return session_exec_running(w->session) ? "during the run" : "during the session";
+}
 static void on_broker_drain(FramedConn *c, void *userdata);
 static void on_guest_drain(FramedConn *c, void *userdata);
 
@@ -141,7 +147,7 @@ void worker_fail(Worker *w, SbxErrorKind kind, const char *fmt, ...) {
         va_end(ap);
         message = raw ? text_sanitize(raw, strlen(raw), WORKER_MESSAGE_MAX) : NULL;
 
-        log_error("%s %" PRIu64 " failed: %s", w->session ? "Session" : "Run", w->req.run_id,
+        log_error("VM %" PRIu64 " failed: %s", w->req.run_id,
                   message ?: "(out of memory)");
         worker_stop_qemu(w, 0, NULL);
         worker_discard_attempts(w);
@@ -159,49 +165,6 @@ char *worker_timeout_message(uint32_t timeout_ms) {
                 return text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %" PRIu32 " s",
                                            timeout_ms / 1000u);
         return text_printf_bounded(WORKER_MESSAGE_MAX, "execution timed out after %.1f s", timeout_ms / 1000.0);
-}
-
-static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool timed_out) {
-        _cleanup_free_ char *message = NULL;
-        VmCgroupStats stats;
-
-        if (w->state == WORKER_DONE)
-                return;
-
-        /* One-shot VM: it goes before the result, so a result means QEMU is gone. */
-        worker_stop_qemu(w, 0, NULL);
-        vm_network_release(&w->net);
-        vm_cgroup_read_stats(&w->cgroup, &stats);
-        vm_cgroup_destroy(&w->cgroup);
-
-        if (timed_out)
-                message = worker_timeout_message(w->req.timeout_ms);
-
-        RunResult result = {
-                .exit_code = timed_out ? -1 : exit_code,
-                .exec_ms = exec_ms,
-                .boot_ms = w->boot_ms,
-                .setup_ms = w->setup_ms,
-                .cpu_ms = stats.cpu_usec / 1000u,
-                .mem_peak_mb = (stats.memory_peak_bytes + (1u << 20) - 1) >> 20,
-                .cpu_throttled = stats.nr_throttled,
-                .timed_out = timed_out,
-                .stdout_truncated = w->stdout_truncated,
-                .stderr_truncated = w->stderr_truncated,
-                .accel = sbx_accel_to_string(w->accel),
-                .message = message,
-                .port_mappings = w->net.mappings,
-                .n_port_mappings = w->net.n_hostfwd,
-        };
-        log_info("Run %" PRIu64 " finished: exit %" PRIi32 "%s, boot %" PRIu64 " ms, exec %" PRIu64
-                 " ms, cpu %" PRIu64 " ms, peak %" PRIu64 " MiB.",
-                 w->req.run_id, result.exit_code, timed_out ? " (timed out)" : "", result.boot_ms, result.exec_ms,
-                 result.cpu_ms, result.mem_peak_mb);
-
-        int r = broker_send_result(&w->broker, &result);
-        if (r < 0)
-                log_warning_errno(r, "Failed to send the result to the broker: %m");
-        worker_finish(w);
 }
 
 /* The broker is gone or told us to stop: no result is wanted, only cleanup. */
@@ -248,7 +211,6 @@ void worker_forward_output(Worker *w, const GuestOutput *o) {
 static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
         GuestHello hello;
         const char *reason;
-        SbxMsg exec;
         int r;
 
         r = guest_parse_hello(p, n, &hello, &reason);
@@ -263,89 +225,14 @@ static void worker_on_hello(Worker *w, const uint8_t *p, size_t n) {
                 return;
         /* Booted: the spare QEMU for a retry is not needed. */
         worker_discard_attempts(w);
-        if (w->session) {
-                log_info("Guest is up after %" PRIu64 " ms (attempt %u); the %s session is ready.", w->boot_ms,
-                         w->boot_attempt, sbx_language_to_string(w->req.language));
-                w->timer = sd_event_source_disable_unref(w->timer);
-                w->state = WORKER_SESSION;
-                r = broker_send_session_ready(&w->broker, w->boot_ms, w->setup_ms, sbx_accel_to_string(w->accel),
-                                              w->qemu_pid, w->net.mappings, w->net.n_hostfwd);
-                if (r < 0)
-                        log_debug_errno(r, "Failed to send SESSION_READY: %m");
-                return;
-        }
-        log_info("Guest is up after %" PRIu64 " ms (attempt %u); running the %s code.", w->boot_ms, w->boot_attempt,
-                 sbx_language_to_string(w->req.language));
-
-        r = guest_build_exec(&w->req, &exec);
-        if (r >= 0) {
-                r = framed_conn_send(&w->guest, &exec);
-                sbx_msg_done(&exec);
-        }
-        if (r < 0) {
-                worker_fail(w, SBX_ERR_TRANSIENT, "Failed to send the code to the guest: %s", strerror(-r));
-                return;
-        }
-
-        w->state = WORKER_RUNNING;
-        w->t_exec = now_usec(CLOCK_MONOTONIC);
+        log_info("Guest is up after %" PRIu64 " ms (attempt %u); the %s session is ready.", w->boot_ms,
+                 w->boot_attempt, sbx_language_to_string(w->req.language));
         w->timer = sd_event_source_disable_unref(w->timer);
-        r = sd_event_add_time_relative(w->event, &w->timer, CLOCK_MONOTONIC,
-                                       (uint64_t) w->req.timeout_ms * 1000u + WORKER_TIMEOUT_GRACE_USEC,
-                                       WORKER_TIMER_ACCURACY_USEC, on_exec_deadline, w);
-        if (r < 0) {
-                worker_fail(w, SBX_ERR_INTERNAL, "Failed to arm the execution deadline: %s", strerror(-r));
-                return;
-        }
-        (void) sd_event_source_set_description(w->timer, "exec-deadline");
-        (void) broker_send_status(&w->broker, SBX_PHASE_RUNNING, w->qemu_pid, w->boot_ms, w->net.mappings,
-                                  w->net.n_hostfwd);
-}
-
-static void worker_on_guest_message(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
-        _cleanup_free_ char *message = NULL;
-        const char *reason;
-        GuestOutput output;
-        GuestExit exit;
-        char buf[64];
-        int r;
-
-        switch (type) {
-        case SBX_G_OUTPUT:
-                r = guest_parse_output(p, n, &output, &reason);
-                if (r < 0)
-                        worker_guest_violation(w, reason);
-                else
-                        worker_forward_output(w, &output);
-                break;
-        case SBX_G_EXIT:
-                r = guest_parse_exit(p, n, &exit, &reason);
-                if (r < 0)
-                        worker_guest_violation(w, reason);
-                else
-                        worker_succeed(w, exit.exit_code, exit.exec_ms, exit.timed_out);
-                break;
-        case SBX_G_ERROR:
-                r = guest_parse_error(p, n, &message, &reason);
-                if (r == -ENOMEM)
-                        worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
-                else if (r < 0)
-                        worker_guest_violation(w, reason);
-                else
-                        worker_fail(w, SBX_ERR_TRANSIENT, "The guest agent could not run the code: %s",
-                                    message ?: "(no reason given)");
-                break;
-        case SBX_G_PONG:
-                /* We never ping, but a stray PONG is harmless. */
-                break;
-        case SBX_G_HELLO:
-                worker_guest_violation(w, "a second HELLO");
-                break;
-        default:
-                snprintf(buf, sizeof buf, "unknown message type %u", type);
-                worker_guest_violation(w, buf);
-                break;
-        }
+        w->state = WORKER_SESSION;
+        r = broker_send_session_ready(&w->broker, w->boot_ms, w->setup_ms, sbx_accel_to_string(w->accel),
+                                      w->qemu_pid, w->net.mappings, w->net.n_hostfwd);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send SESSION_READY: %m");
 }
 
 static int on_guest_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t n, void *userdata) {
@@ -361,9 +248,7 @@ static int on_guest_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t 
                         worker_guest_violation(w, "a message before HELLO");
                 else
                         worker_on_hello(w, p, n);
-        } else if (w->state == WORKER_RUNNING)
-                worker_on_guest_message(w, type, p, n);
-        else if (w->state == WORKER_SESSION) {
+        } else if (w->state == WORKER_SESSION) {
                 int r = session_on_guest_frame(w->session, type, p, n);
                 if (w->state != WORKER_DONE)
                         return r;
@@ -392,9 +277,7 @@ static void on_guest_close(FramedConn *c, int error, void *userdata) {
         worker_stop_qemu(w, WORKER_QEMU_EXIT_WAIT_USEC, &status);
         _cleanup_free_ char *tail = console_tail(&w->qemu_stderr, 512);
         worker_fail(w, SBX_ERR_TRANSIENT, "The guest channel closed %s (QEMU %s).%s%s Safe to retry.",
-                    w->state == WORKER_BOOTING ? "while the guest was booting"
-                    : w->session               ? "during the session"
-                                               : "before the run finished",
+                    worker_phase_phrase(w),
                     status >= 0 ? qemu_describe_status(status, buf, sizeof buf) : "was still running",
                     tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "");
 }
@@ -434,9 +317,7 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
         _cleanup_free_ char *console = w->state == WORKER_BOOTING ? console_tail(&w->console, 512) : NULL;
         worker_fail(w, SBX_ERR_TRANSIENT, "QEMU %s unexpectedly %s.%s%s%s%s Safe to retry.",
                     qemu_describe_status(status, buf, sizeof buf),
-                    w->state == WORKER_BOOTING ? "while the guest was booting"
-                    : w->session               ? "during the session"
-                                               : "during the run",
+                    worker_phase_phrase(w),
                     tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "",
                     console && *console ? " Console: " : "", console && *console ? console : "");
         return 0;
@@ -472,7 +353,7 @@ static int on_netd_lost(sd_event_source *s, int fd, uint32_t revents, void *user
         worker_fail(w, SBX_ERR_NETWORK,
                     "sbx-netd stopped %s; the VM was destroyed (networked VMs fail closed). Safe to retry once "
                     "sbx-netd runs again.",
-                    w->session ? "during the session" : "during the run");
+                    worker_phase_phrase(w));
         return 0;
 }
 
@@ -494,22 +375,6 @@ static int on_boot_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
                 worker_fail(w, SBX_ERR_BOOT_TIMEOUT,
                             "The VM did not boot within %" PRIu32 " ms, %u times in a row. Last console output: %s",
                             w->config->boot_timeout_ms, WORKER_BOOT_ATTEMPTS, tail && *tail ? tail : "(none)");
-        return 0;
-}
-
-static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        Worker *w = userdata;
-        (void) s;
-        (void) usec;
-
-        /* The agent enforces the timeout itself and reports it (a timed-out result). Silence past the
-         * grace means the VM or its agent stopped working: that is the VM's failure, not the code's. */
-        log_warning("The guest did not report within the timeout of %" PRIu32 " ms plus %u s grace; killing the VM.",
-                    w->req.timeout_ms, WORKER_TIMEOUT_GRACE_USEC / 1000000u);
-        worker_fail(w, SBX_ERR_TRANSIENT,
-                    "The VM stopped responding: the guest did not report the end of the code within its timeout of "
-                    "%" PRIu32 " ms plus %u s.",
-                    w->req.timeout_ms, WORKER_TIMEOUT_GRACE_USEC / 1000000u);
         return 0;
 }
 
@@ -572,7 +437,6 @@ void worker_boot(Worker *w) {
         (void) sd_event_source_set_description(w->timer, "boot-deadline");
 
         w->state = WORKER_BOOTING;
-        (void) broker_send_status(&w->broker, SBX_PHASE_BOOTING, w->qemu_pid, 0, NULL, 0);
         if (w->snap)
                 snapshot_on_released(w->snap);
 }
@@ -621,23 +485,15 @@ static const char *worker_prepare_attempts(Worker *w) {
         return NULL;
 }
 
-/* B_RUN arrived and was valid: set up and boot. */
+/* B_SESSION_OPEN arrived and was valid: set up and boot. */
 static void worker_start(Worker *w) {
         const char *problem;
         uint32_t tsc_khz = 0;
         int r;
 
         w->t_request = now_usec(CLOCK_MONOTONIC);
-        if (w->session)
-                log_info("Session %" PRIu64 ": %s, %zu environment variable(s), %" PRIu32 " MiB, %" PRIu32
-                         " vCPU(s).",
-                         w->req.run_id, sbx_language_to_string(w->req.language), w->req.n_env, w->req.memory_mb,
-                         w->req.vcpus);
-        else
-                log_info("Run %" PRIu64 ": %s, %zu bytes of code, timeout %" PRIu32 " ms, %" PRIu32 " MiB, %" PRIu32
-                         " vCPU(s).",
-                         w->req.run_id, sbx_language_to_string(w->req.language), w->req.code_len, w->req.timeout_ms,
-                         w->req.memory_mb, w->req.vcpus);
+        log_info("VM %" PRIu64 ": %s, %zu environment variable(s), %" PRIu32 " MiB, %" PRIu32 " vCPU(s).",
+                 w->req.run_id, sbx_language_to_string(w->req.language), w->req.n_env, w->req.memory_mb, w->req.vcpus);
 
         w->accel = accel_resolve(w->req.accel, w->config);
         if (w->accel == SBX_ACCEL_TCG) {
@@ -749,8 +605,8 @@ static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t
                 r = session_on_broker_frame(w->session, type, p, n);
                 return w->state == WORKER_DONE ? 1 : r;
         }
-        if (!w->have_request && type == SBX_B_SESSION_OPEN) {
-                r = run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, p, n, w->config, &w->req, &reason);
+        if (type == SBX_B_SESSION_OPEN) {
+                r = run_request_parse(RUN_REQUEST_SESSION_OPEN, p, n, w->config, &w->req, &reason);
                 if (r == -ENOMEM) {
                         worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
                         return 1;
@@ -785,32 +641,8 @@ static int on_broker_frame(FramedConn *c, uint8_t type, const uint8_t *p, size_t
                 return w->state == WORKER_DONE;
         }
 
-        if (type == SBX_B_CANCEL) {
-                log_info("The broker cancelled the run.");
-                worker_fail(w, SBX_ERR_TRANSIENT, "The run was cancelled.");
-                return 1;
-        }
-        if (type != SBX_B_RUN) {
-                worker_fail(w, SBX_ERR_INVALID, "Unexpected message type %u from the broker.", type);
-                return 1;
-        }
-        if (w->have_request) {
-                worker_fail(w, SBX_ERR_INVALID, "A worker runs exactly one SBX_B_RUN; got a second one.");
-                return 1;
-        }
-
-        r = run_request_parse(p, n, w->config, &w->req, &reason);
-        if (r == -ENOMEM) {
-                worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
-                return 1;
-        }
-        if (r < 0) {
-                worker_fail(w, SBX_ERR_INVALID, "Invalid run request: %s.", reason);
-                return 1;
-        }
-        w->have_request = true;
-        worker_start(w);
-        return w->state == WORKER_DONE;
+        worker_fail(w, SBX_ERR_INVALID, "Unexpected message type %u from the broker before SBX_B_SESSION_OPEN.", type);
+        return 1;
 }
 
 static void on_broker_drain(FramedConn *c, void *userdata) {
@@ -847,7 +679,7 @@ static int on_run_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata
         (void) s;
         (void) usec;
 
-        worker_fail(w, SBX_ERR_INVALID, "No SBX_B_RUN or SBX_B_SESSION_OPEN within %u s of connecting.",
+        worker_fail(w, SBX_ERR_INVALID, "No SBX_B_SESSION_OPEN within %u s of connecting.",
                     WORKER_RUN_WAIT_USEC / 1000000u);
         return 0;
 }
