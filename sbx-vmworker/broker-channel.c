@@ -49,16 +49,25 @@ int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message) {
         return broker_send(c, &m);
 }
 
-int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid,
-                              char *const *mappings, size_t n_mappings) {
+int broker_send_ready(FramedConn *c, const ReadyInfo *r) {
         SbxMsg m;
 
         sbx_msg_begin(&m, SBX_W_SESSION_READY);
-        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
-        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, setup_ms);
-        sbx_msg_put_str(&m, SBX_T_ACCEL, accel);
-        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
-        broker_put_port_mappings(&m, mappings, n_mappings);
+        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, r->boot_ms);
+        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, r->setup_ms);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, r->accel);
+        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) r->qemu_pid);
+        sbx_msg_put_u8(&m, SBX_T_WARM, r->warm);
+        broker_put_port_mappings(&m, r->mappings, r->n_mappings);
+        if (r->snapshot) {
+                /* A VM whose snapshot was built here was a cold boot, even if it now runs restored. */
+                sbx_msg_put_str(&m, SBX_T_SNAPSHOT_TIER, r->l1 && !r->saved ? "l1" : "cold");
+                if (r->l1)
+                        sbx_msg_put_u64(&m, SBX_T_RESTORE_MS, r->restore_ms);
+                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT_SAVED, r->saved);
+                if (r->note && *r->note)
+                        sbx_msg_put_str(&m, SBX_T_SNAPSHOT_NOTE, r->note);
+        }
         return broker_send(c, &m);
 }
 

@@ -29,8 +29,20 @@ void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mapping
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n);
 int broker_send_result(FramedConn *c, const RunResult *result);
 int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message);
-/* Sessions. */
-int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid,
-                              char *const *mappings, size_t n_mappings);
+/* How the VM came up (W_SESSION_READY). */
+typedef struct ReadyInfo {
+        uint64_t boot_ms, setup_ms;
+        const char *accel;
+        pid_t qemu_pid;
+        bool warm;
+        bool snapshot; /* SNAPSHOT was asked: the tier, restore_ms (l1), saved and the note go along */
+        bool l1, saved;
+        uint64_t restore_ms;
+        const char *note;
+        char *const *mappings; /* the VM's exposed ports */
+        size_t n_mappings;
+} ReadyInfo;
+
+int broker_send_ready(FramedConn *c, const ReadyInfo *r);
 int broker_send_file_result(FramedConn *c, SbxFileStatus status, uint64_t size, const char *message);
 int broker_send_list_entry(FramedConn *c, const char *name, bool is_dir, uint64_t size);
