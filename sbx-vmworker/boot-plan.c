@@ -54,7 +54,8 @@ void boot_plan_done(BootPlan *p) {
         reset_attempts(p);
 }
 
-void boot_plan_note(BootPlan *p, const char *fmt, ...) {
+static void set_note(BootPlan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_note(BootPlan *p, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(p->note, sizeof p->note, fmt, ap);
@@ -124,9 +125,9 @@ void boot_plan_make(BootPlan *p, const BootPlanInput *in) {
                 r = build_argv(p, i, cold);
         if (r < 0) {
                 if (kind == SBX_K_HIT)
-                        boot_plan_note(p, "the restore could not be prepared");
+                        set_note(p, "the restore could not be prepared");
                 else
-                        boot_plan_note(p, "cannot prepare the snapshot files (%s)", strerror(-r));
+                        set_note(p, "cannot prepare the snapshot files (%s)", strerror(-r));
                 reset_attempts(p);
                 return;
         }
@@ -134,6 +135,42 @@ void boot_plan_make(BootPlan *p, const BootPlanInput *in) {
                 log_info("L1 snapshot %.12s: restoring it.", p->files.key);
         else
                 log_info("L1 snapshot %.12s: building it (%s).", p->files.key, p->note);
+}
+
+unsigned boot_plan_n_attempts(const BootPlan *p) {
+        return p->decision.n_attempts;
+}
+
+BootKind boot_plan_kind(const BootPlan *p, unsigned i) {
+        return i < p->decision.n_attempts ? p->decision.kinds[i] : BOOT_COLD;
+}
+
+unsigned boot_plan_fallback(const BootPlan *p) {
+        return p->decision.fallback;
+}
+
+bool boot_plan_snapshot(const BootPlan *p) {
+        return p->snapshot;
+}
+
+bool boot_plan_warm(const BootPlan *p) {
+        return p->warm;
+}
+
+bool boot_plan_rewarm(const BootPlan *p) {
+        return p->rewarm;
+}
+
+const char *boot_plan_note(const BootPlan *p) {
+        return p->note;
+}
+
+int boot_plan_qmp_fd(const BootPlan *p, unsigned i) {
+        return i < BOOT_ATTEMPTS_MAX ? p->qmp_fd[i] : -EBADF;
+}
+
+SnapshotFiles *boot_plan_files(BootPlan *p) {
+        return &p->files;
 }
 
 char **boot_plan_argv(const BootPlan *p, unsigned i) {

@@ -76,14 +76,23 @@ typedef struct BootPlanInput {
  * problems mean cold attempts, with the reason in the note. */
 void boot_plan_make(BootPlan *p, const BootPlanInput *in);
 
-static inline BootKind boot_plan_kind(const BootPlan *p, unsigned i) {
-        return i < p->decision.n_attempts ? p->decision.kinds[i] : BOOT_COLD;
-}
-/* The command line and extra fds of attempt i (0-based), or NULL / false for the cold default. */
+/* The plan, for boot.c and vm.c (and the tests). */
+unsigned boot_plan_n_attempts(const BootPlan *p);
+/* Attempt i (0-based); past the last: cold. */
+BootKind boot_plan_kind(const BootPlan *p, unsigned i);
+/* The cold attempt after a failed build or restore, 0-based; 0: none. */
+unsigned boot_plan_fallback(const BootPlan *p);
+bool boot_plan_snapshot(const BootPlan *p);
+bool boot_plan_warm(const BootPlan *p);
+bool boot_plan_rewarm(const BootPlan *p);
+/* Why the tier is cold ("" when it is not known to be). */
+const char *boot_plan_note(const BootPlan *p);
+/* The command line and extra fds of attempt i, or NULL / false for the cold default. */
 char **boot_plan_argv(const BootPlan *p, unsigned i);
 bool boot_plan_fds(const BootPlan *p, unsigned i, QemuExtraFds *ret);
+/* The worker's end of attempt i's QMP socket (-EBADF for cold attempts). */
+int boot_plan_qmp_fd(const BootPlan *p, unsigned i);
+/* The snapshot's cache entry and files, for the save, commit or report of the attempts. */
+SnapshotFiles *boot_plan_files(BootPlan *p);
 /* After the QEMU children were forked: closes the worker's copies of their files. */
 void boot_plan_after_prepare(BootPlan *p);
-
-/* Sets the note (logged). */
-void boot_plan_note(BootPlan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

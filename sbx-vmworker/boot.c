@@ -54,7 +54,7 @@ static void boot_ready(Worker *w) {
         b->boot_ms = ms_since(w->vm.t_spawn);
         log_info("The %s VM is ready after %" PRIu64 " ms (attempt %u%s%s%s%s).",
                  sbx_language_to_string(w->req.language), b->boot_ms, b->attempt,
-                 w->plan.snapshot ? (b->l1 && !b->saved ? ", tier l1" : ", tier cold") : "",
+                 boot_plan_snapshot(&w->plan) ? (b->l1 && !b->saved ? ", tier l1" : ", tier cold") : "",
                  b->warm ? ", interpreter warm" : "", b->saved ? ", snapshot saved" : "",
                  w->net.n_hostfwd > 0 ? ", ports exposed" : "");
 
@@ -64,7 +64,7 @@ static void boot_ready(Worker *w) {
                 .accel = sbx_accel_to_string(w->accel),
                 .qemu_pid = w->vm.pid,
                 .warm = b->warm,
-                .snapshot = w->plan.snapshot,
+                .snapshot = boot_plan_snapshot(&w->plan),
                 .l1 = b->l1,
                 .saved = b->saved,
                 .restore_ms = b->restore_ms,
@@ -107,15 +107,15 @@ static void boot_soon(Worker *w, unsigned index) {
 static bool boot_fallback(Worker *w, const char *why) {
         Boot *b = &w->boot;
         BootKind k = current_kind(w);
-        unsigned f = w->plan.decision.fallback;
+        unsigned f = boot_plan_fallback(&w->plan);
 
         if (k == BOOT_COLD || (w->state != WORKER_BOOTING && w->state != WORKER_WARMING))
                 return false;
-        if (b->fell_back || f == 0 || f >= w->plan.decision.n_attempts)
+        if (b->fell_back || f == 0 || f >= boot_plan_n_attempts(&w->plan))
                 return false;
         /* sbx-cache's entry (attempt 1 of a hit), not the files a build just made. */
         if (k == BOOT_RESTORE && b->attempt == 1)
-                snapshot_report_bad(&w->plan.files, why);
+                snapshot_report_bad(boot_plan_files(&w->plan), why);
         set_note(b, "the %s failed (%s); booted cold", k == BOOT_RESTORE ? "restore" : "snapshot build", why);
         b->resuming = b->l1 = b->saved = false;
         b->fell_back = true;
@@ -163,10 +163,10 @@ static void boot_on_warm_exit(Worker *w, const GuestExit *e) {
                 return;
         }
 
-        r = snapshot_save(&b->qmp, w->plan.qmp_fd[b->attempt - 1], version, &save_ms);
+        r = snapshot_save(&b->qmp, boot_plan_qmp_fd(&w->plan, b->attempt - 1), version, &save_ms);
         if (r >= 0) {
                 vm_stop(&w->vm, 0, NULL); /* the VM on the shared file must not run on */
-                r = snapshot_commit(&w->plan.files, w->req.language, version, save_ms);
+                r = snapshot_commit(boot_plan_files(&w->plan), w->req.language, version, save_ms);
                 if (r < 0)
                         set_note(b, "the snapshot could not be handed to sbx-cache (%s)", strerror(-r));
                 b->saved = r >= 0;
@@ -191,7 +191,7 @@ static void boot_on_hello(Worker *w, const uint8_t *p, size_t n) {
         }
         log_debug("The guest said HELLO after %" PRIu64 " ms (attempt %u).", ms_since(w->vm.t_spawn),
                   w->boot.attempt);
-        if (w->plan.warm)
+        if (boot_plan_warm(&w->plan))
                 boot_warm(w);
         else
                 boot_ready(w);
@@ -205,7 +205,7 @@ static int boot_on_resume_frame(Worker *w, uint8_t type) {
                 b->resuming = false;
                 b->l1 = b->warm = true;
                 b->restore_ms = ms_since(w->vm.t_spawn);
-                if (w->plan.rewarm)
+                if (boot_plan_rewarm(&w->plan))
                         boot_warm(w); /* TCG translated nothing yet: the first exec would pay for it */
                 else
                         boot_ready(w);
@@ -331,12 +331,12 @@ static int on_boot_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
 
         _cleanup_free_ char *tail = console_tail(&w->vm.console, BOOT_CONSOLE_TAIL_MAX);
         log_warning("The guest did not say HELLO within %" PRIu32 " ms (attempt %u of %u). Console: %s",
-                    w->config->boot_timeout_ms, b->attempt, w->plan.decision.n_attempts,
+                    w->config->boot_timeout_ms, b->attempt, boot_plan_n_attempts(&w->plan),
                     tail && *tail ? tail : "(empty)");
         if (boot_fallback(w, "it did not come up in time"))
                 return 0;
         vm_stop(&w->vm, 0, NULL);
-        if (b->attempt < w->plan.decision.n_attempts)
+        if (b->attempt < boot_plan_n_attempts(&w->plan))
                 boot_attempt(w, b->attempt);
         else
                 worker_fail(w, SBX_ERR_BOOT_TIMEOUT,
@@ -359,7 +359,7 @@ static void boot_restore(Worker *w) {
         Boot *b = &w->boot;
         char why[96];
 
-        int r = snapshot_restore_start(&b->qmp, w->plan.qmp_fd[b->attempt - 1], &w->vm.guest);
+        int r = snapshot_restore_start(&b->qmp, boot_plan_qmp_fd(&w->plan, b->attempt - 1), &w->vm.guest);
         if (r < 0) {
                 snprintf(why, sizeof why, "QMP: %s", strerror(-r));
                 if (!boot_fallback(w, why))
@@ -386,7 +386,7 @@ static void boot_attempt(Worker *w, unsigned index) {
         char error[256];
         int r;
 
-        assert(index < w->plan.decision.n_attempts);
+        assert(index < boot_plan_n_attempts(&w->plan));
         w->boot.attempt = index + 1;
         w->boot.resuming = false;
         worker_set_state(w, WORKER_BOOTING);
@@ -407,7 +407,7 @@ static void boot_attempt(Worker *w, unsigned index) {
 }
 
 void boot_start(Worker *w) {
-        snprintf(w->boot.note, sizeof w->boot.note, "%s", w->plan.note);
+        snprintf(w->boot.note, sizeof w->boot.note, "%s", boot_plan_note(&w->plan));
         boot_attempt(w, 0);
 }
 

@@ -49,7 +49,7 @@ static void log_argv(char **argv) {
 static uint32_t tsc_khz(const Worker *w) {
         uint32_t khz = 0;
         /* Measuring takes 10 ms: VMs that care about their start time reuse the figure of this host boot. */
-        int r = w->plan.snapshot || w->plan.warm ? host_tsc_khz_cached(w->config->state_dir, &khz)
+        int r = boot_plan_warm(&w->plan) ? host_tsc_khz_cached(w->config->state_dir, &khz)
                                                  : host_tsc_khz(&khz);
         if (r < 0) {
                 log_debug_errno(r, "Cannot tell the host's TSC frequency, the guest calibrates it: %m");
@@ -80,7 +80,7 @@ int setup_vm(Worker *w) {
         w->t_request = now_usec(CLOCK_MONOTONIC);
         log_info("VM %" PRIu64 ": %s, %zu environment variable(s), %" PRIu32 " MiB, %" PRIu32 " vCPU(s)%s%s.",
                  w->req.run_id, sbx_language_to_string(w->req.language), w->req.n_env, w->req.memory_mb, w->req.vcpus,
-                 w->plan.snapshot ? ", snapshot" : "", w->plan.warm ? ", warm" : "");
+                 boot_plan_snapshot(&w->plan) ? ", snapshot" : "", boot_plan_warm(&w->plan) ? ", warm" : "");
 
         w->accel = accel_resolve(w->req.accel, w->config);
 

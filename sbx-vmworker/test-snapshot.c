@@ -119,16 +119,18 @@ static void test_boot_plan(void) {
         BootPlan p;
         QemuExtraFds fds;
         boot_plan_init(&p, false, true);
-        CHECK(!p.snapshot && p.warm && !p.rewarm);
+        CHECK(!boot_plan_snapshot(&p) && boot_plan_warm(&p) && !boot_plan_rewarm(&p));
         boot_plan_make(&p, &(BootPlanInput) { .language = SBX_LANG_PYTHON });
-        CHECK(p.decision.n_attempts == BOOT_COLD_ATTEMPTS && p.note[0] == 0);
+        CHECK(boot_plan_n_attempts(&p) == BOOT_COLD_ATTEMPTS && boot_plan_fallback(&p) == 0 &&
+              boot_plan_note(&p)[0] == 0);
         for (unsigned i = 0; i < BOOT_ATTEMPTS_MAX; i++)
-                CHECK(boot_plan_kind(&p, i) == BOOT_COLD && !boot_plan_argv(&p, i) && !boot_plan_fds(&p, i, &fds));
+                CHECK(boot_plan_kind(&p, i) == BOOT_COLD && !boot_plan_argv(&p, i) && !boot_plan_fds(&p, i, &fds) &&
+                      boot_plan_qmp_fd(&p, i) < 0);
         boot_plan_done(&p);
 
         /* SNAPSHOT with WARM: warm after a restore too. */
         boot_plan_init(&p, true, true);
-        CHECK(p.snapshot && p.warm && p.rewarm);
+        CHECK(boot_plan_snapshot(&p) && boot_plan_warm(&p) && boot_plan_rewarm(&p));
         boot_plan_done(&p);
 }
 

@@ -33,7 +33,7 @@ int vm_prepare(Vm *vm, const SbxConfig *config, const BootPlan *plan, char **col
                 snprintf(error, size, "The guest image %s is not readable: %s", failed ?: "?", strerror(-r));
                 return r;
         }
-        for (unsigned i = 0; i < plan->decision.n_attempts; i++) {
+        for (unsigned i = 0; i < boot_plan_n_attempts(plan); i++) {
                 _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
                                          err[2] = { -EBADF, -EBADF };
                 QemuExtraFds extra;
