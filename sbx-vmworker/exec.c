@@ -43,7 +43,7 @@ static int on_exec_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
                     e->req.run_id, e->req.timeout_ms, EXEC_GRACE_USEC / 1000000u);
         worker_fail(w, SBX_ERR_TRANSIENT,
                     "The VM stopped responding: exec %" PRIu64 " did not end within its timeout of %" PRIu32
-                    " ms plus %u s. The session was closed.",
+                    " ms plus %u s. The VM was destroyed.",
                     e->req.run_id, e->req.timeout_ms, EXEC_GRACE_USEC / 1000000u);
         return 0;
 }
@@ -61,7 +61,7 @@ void exec_start(Worker *w, const uint8_t *p, size_t n) {
                 return;
         }
         if (r < 0) {
-                worker_fail(w, SBX_ERR_INVALID, "Invalid exec request: %s. The session was closed.", reason);
+                worker_fail(w, SBX_ERR_INVALID, "Invalid exec request: %s. The VM was destroyed.", reason);
                 return;
         }
 
@@ -69,7 +69,7 @@ void exec_start(Worker *w, const uint8_t *p, size_t n) {
         if (r == -E2BIG) {
                 worker_fail(w, SBX_ERR_INVALID,
                             "Invalid exec request: more than %u environment variables in the session and "
-                            "the exec together. The session was closed.",
+                            "the exec together. The VM was destroyed.",
                             SBX_ENV_COUNT_MAX);
                 return;
         }

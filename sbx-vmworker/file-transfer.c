@@ -111,7 +111,7 @@ static int on_stall(sd_event_source *src, uint64_t usec, void *userdata) {
         case TRANSFER_WAIT_GUEST:
         default:
                 worker_fail(w, SBX_ERR_TRANSIENT,
-                            "The VM stopped responding: no progress of the %s for %u s. The session was closed.",
+                            "The VM stopped responding: no progress of the %s for %u s. The VM was destroyed.",
                             op_name(s->op), TRANSFER_STALL_USEC / 1000000u);
                 return 0;
         }
@@ -265,7 +265,7 @@ void transfer_start(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
                         worker_fail(w, SBX_ERR_INTERNAL, "Out of memory.");
                         return;
                 }
-                worker_fail(w, SBX_ERR_INVALID, "Invalid file request: %s. The session was closed.", reason);
+                worker_fail(w, SBX_ERR_INVALID, "Invalid file request: %s. The VM was destroyed.", reason);
                 return;
         }
 

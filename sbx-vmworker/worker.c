@@ -117,7 +117,7 @@ void worker_guest_violation(Worker *w, const char *reason) {
 }
 
 void worker_broker_violation(Worker *w, const char *what) {
-        worker_fail(w, SBX_ERR_INTERNAL, "Protocol violation by the broker: %s. The session was closed.", what);
+        worker_fail(w, SBX_ERR_INTERNAL, "Protocol violation by the broker: %s. The VM was destroyed.", what);
 }
 
 void worker_guest_error(Worker *w, const uint8_t *p, size_t n, const char *what) {
@@ -130,7 +130,7 @@ void worker_guest_error(Worker *w, const uint8_t *p, size_t n, const char *what)
         else if (r < 0)
                 worker_guest_violation(w, reason);
         else
-                worker_fail(w, SBX_ERR_TRANSIENT, "The guest agent failed during the %s: %s. The session was closed.",
+                worker_fail(w, SBX_ERR_TRANSIENT, "The guest agent failed during the %s: %s. The VM was destroyed.",
                             what, message ?: "(no reason given)");
 }
 
