@@ -283,7 +283,8 @@ static bool job_start_pooled(Job *j) {
 /* A VM of the run's own, then one exec on READY. With snapshots it is restored from the L1
  * snapshot of this configuration (the worker builds the snapshot when there is none); no WARM: the
  * snapshot's interpreter already runs, and a warm-up exec before READY would only add to the time
- * to first output. Without, it boots cold with the run's network options. */
+ * to first output. Without, it boots cold with the run's network options (and its environment,
+ * which the exec carries again: the exec's entries replace the open's). */
 static int job_send_session_open(Job *j, bool snapshot) {
         return worker_send_session_open(&j->worker, j->id, j->req.language, j->req.memory_mb,
                                         snapshot ? NULL : &j->req, false, snapshot);
