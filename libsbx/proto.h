@@ -62,27 +62,22 @@ typedef enum SbxMsgType {
         SBX_H_RESUME = 72,     /* CLOCK_NS, SEED: the VM was restored from a snapshot -> G_RESUMED */
         SBX_H_INTERRUPT = 73,  /* SIGINT to the running code's process group; SIGKILL 2 s later if it runs on */
 
-        /* broker -> worker */
-        SBX_B_RUN = 128,    /* RUN_ID, LANGUAGE, CODE, TIMEOUT_MS, ENV*, MEMORY_MB, VCPUS, ACCEL */
-        SBX_B_CANCEL = 129, /* stop the VM now */
-        /* sessions: one VM, many requests, one at a time (see docs/protocols.md) */
+        /* broker -> worker: one VM, many requests, one at a time; EOF closes it (docs/protocols.md) */
         SBX_B_SESSION_OPEN = 130, /* RUN_ID, LANGUAGE, MEMORY_MB, VCPUS, ACCEL, ENV*, WARM, SNAPSHOT
                                      -> W_SESSION_READY */
         SBX_B_EXEC = 131,         /* RUN_ID (exec id), CODE, TIMEOUT_MS, ENV* -> W_OUTPUT*, W_RESULT */
         SBX_B_FILE_WRITE = 132,   /* PATH, MODE + one fd to read the content from -> W_FILE_RESULT */
         SBX_B_FILE_READ = 133,    /* PATH + one fd to write the content into -> W_FILE_RESULT */
         SBX_B_LIST = 134,         /* PATH -> W_LIST_ENTRY*, W_FILE_RESULT */
-        SBX_B_CLOSE = 135,        /* stop the VM and exit (EOF means the same) */
-        SBX_B_INTERRUPT = 136,    /* interrupt the running session exec (Ctrl-C); ignored when none runs */
+        SBX_B_INTERRUPT = 136,    /* interrupt the running exec (Ctrl-C); ignored when none runs */
 
         /* worker -> broker */
-        SBX_W_STATUS = 160, /* PHASE, QEMU_PID, BOOT_MS */
         SBX_W_OUTPUT = 161, /* STREAM, DATA */
-        SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, BOOT_MS, SETUP_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED,
-                               TIMED_OUT, STDOUT_TRUNC, STDERR_TRUNC, ACCEL, MESSAGE (timeout reason) */
-        SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE; in a session: the VM is gone */
+        SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED, TIMED_OUT, STDOUT_TRUNC,
+                               STDERR_TRUNC, ACCEL, STATE_RESET, MESSAGE (timeout reason) */
+        SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE: the VM is gone */
         SBX_W_SESSION_READY = 164, /* BOOT_MS, SETUP_MS, ACCEL, QEMU_PID, WARM, SNAPSHOT_TIER, RESTORE_MS,
-                                      SNAPSHOT_SAVED, SNAPSHOT_NOTE */
+                                      SNAPSHOT_SAVED, SNAPSHOT_NOTE, PORT_MAPPING* */
         SBX_W_FILE_RESULT = 165,   /* FILE_STATUS, SIZE, MESSAGE */
         SBX_W_LIST_ENTRY = 166,    /* NAME, IS_DIR, SIZE */
 } SbxMsgType;
@@ -111,7 +106,6 @@ typedef enum SbxTag {
         SBX_T_CPU_MS = 26,       /* u64 */
         SBX_T_MEM_PEAK_MB = 27,  /* u64 */
         SBX_T_ERROR_KIND = 28,   /* u32: SbxErrorKind */
-        SBX_T_PHASE = 29,        /* u32: SbxPhase */
         SBX_T_STDOUT_TRUNC = 30, /* u8 */
         SBX_T_STDERR_TRUNC = 31, /* u8 */
         SBX_T_QEMU_PID = 32,     /* u32 */
@@ -131,12 +125,12 @@ typedef enum SbxTag {
         SBX_T_RESTORE_MS = 51,    /* u64: QEMU spawn -> guest answered RESUME (tier l1) */
         SBX_T_SNAPSHOT_SAVED = 52, /* u8: this session built and saved the snapshot */
         SBX_T_SNAPSHOT_NOTE = 53, /* string: why the tier is cold (missing, dropped as corrupt, ...) */
-        /* Network (docs/network.md), in B_RUN and B_SESSION_OPEN. Without NETWORK the VM has no NIC
+        /* Network (docs/network.md), in B_SESSION_OPEN. Without NETWORK the VM has no NIC
          * (unless it exposes ports); a networked VM is never restored from a snapshot. */
         SBX_T_NETWORK = 54,        /* u8: 1 = outbound access through sbx-netd */
         SBX_T_ALLOWED_DOMAIN = 55, /* string, repeated: "example.com" or "*.example.com"; none = full access */
         SBX_T_EXPOSE = 56,         /* string, repeated: "INTERNAL:EXTERNAL/tcp|udp", EXTERNAL 0 = picked */
-        /* In W_STATUS (RUNNING), W_SESSION_READY and W_RESULT: one per exposed port, as bound. */
+        /* In W_SESSION_READY: one per exposed port, as bound. */
         SBX_T_PORT_MAPPING = 57,   /* string: "tcp INTERNAL 127.0.0.1:EXTERNAL" */
 } SbxTag;
 
@@ -159,12 +153,6 @@ typedef enum SbxStream {
         SBX_STREAM_STDOUT = 1,
         SBX_STREAM_STDERR = 2,
 } SbxStream;
-
-typedef enum SbxPhase {
-        SBX_PHASE_SETUP = 1,
-        SBX_PHASE_BOOTING = 2,
-        SBX_PHASE_RUNNING = 3,
-} SbxPhase;
 
 typedef enum SbxErrorKind {
         SBX_ERR_TRANSIENT = 1,    /* the code never ran; safe to retry */

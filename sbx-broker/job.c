@@ -188,37 +188,9 @@ static int job_send_exec(Job *j);
 
 static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
         Job *j = userdata;
-        SbxTlvIter it;
-        uint16_t tag;
-        const uint8_t *v;
-        uint32_t len;
         int r;
 
         switch (type) {
-        case SBX_W_STATUS: {
-                bool ports_changed = false;
-                uint32_t phase = 0;
-                sbx_tlv_iter_init(&it, p, n);
-                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                        if (tag == SBX_T_PHASE)
-                                r = sbx_tlv_u32(v, len, &phase);
-                        else if (tag == SBX_T_QEMU_PID)
-                                r = sbx_tlv_u32(v, len, &j->qemu_pid);
-                        else if (tag == SBX_T_PORT_MAPPING) {
-                                r = port_mappings_add(&j->result.ports, v, len);
-                                ports_changed = true;
-                        }
-                        if (r < 0)
-                                return r;
-                }
-                if (r < 0)
-                        return r;
-                if (ports_changed)
-                        (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
-                if (phase == SBX_PHASE_RUNNING)
-                        job_set_state(j, JOB_RUNNING);
-                return 0;
-        }
         case SBX_W_SESSION_READY:
                 if (!j->via_session || j->vm_ready)
                         return -EBADMSG;
@@ -227,6 +199,10 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
                         return r;
                 j->vm_ready = true;
                 j->qemu_pid = j->ready.qemu_pid;
+                if (j->ready.ports.n > 0) {
+                        j->result.ports = j->ready.ports;
+                        (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
+                }
                 job_set_state(j, JOB_RUNNING);
                 r = job_send_exec(j);
                 if (r < 0)
@@ -283,27 +259,6 @@ static void on_worker_lost(void *userdata, int error, bool protocol) {
                  "The VM worker exited before returning a result (was it or its QEMU killed?). Safe to retry.");
 }
 
-static int job_send_run(Job *j) {
-        Broker *b = j->broker;
-        SbxMsg m;
-        int r;
-
-        sbx_msg_begin(&m, SBX_B_RUN);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, j->id);
-        sbx_msg_put_str(&m, SBX_T_LANGUAGE, sbx_language_to_string(j->req.language));
-        sbx_msg_put(&m, SBX_T_CODE, j->req.code, j->req.code_len);
-        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, j->req.timeout_s * 1000u);
-        for (size_t i = 0; i < j->req.n_env; i++)
-                sbx_msg_put_str(&m, SBX_T_ENV, j->req.env[i]);
-        sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, j->req.memory_mb);
-        sbx_msg_put_u32(&m, SBX_T_VCPUS, b->config.vcpus);
-        sbx_msg_put_str(&m, SBX_T_ACCEL, sbx_accel_to_string(b->accel));
-        request_put_network(&j->req, &m);
-        r = worker_link_send(&j->worker, &m);
-        sbx_msg_done(&m);
-        return r;
-}
-
 /* A warm pool VM runs the code as a session exec in its waiting interpreter. */
 static int job_send_exec(Job *j) {
         return worker_send_exec(&j->worker, j->id, j->req.code, j->req.code_len, j->req.timeout_s * 1000u, j->req.env,
@@ -329,12 +284,14 @@ static bool job_start_pooled(Job *j) {
         return true;
 }
 
-/* A VM of the run's own in session mode, restored from the L1 snapshot of
- * this configuration (the worker builds the snapshot when there is none).
- * No WARM: the snapshot's interpreter already runs, and a warm-up exec before
- * READY would only add to the time to first output. */
-static int job_send_session_open(Job *j) {
-        return worker_send_session_open(&j->worker, j->id, j->req.language, j->req.memory_mb, NULL, false, true);
+/* A VM of the run's own, then one exec on READY. With snapshots it is restored from the L1
+ * snapshot of this configuration (the worker builds the snapshot when there is none); no WARM: the
+ * snapshot's interpreter already runs, and a warm-up exec before READY would only add to the time
+ * to first output. Without, it boots cold with the run's network options (and its environment,
+ * which the exec carries again: the exec's entries replace the open's). */
+static int job_send_session_open(Job *j, bool snapshot) {
+        return worker_send_session_open(&j->worker, j->id, j->req.language, j->req.memory_mb,
+                                        snapshot ? NULL : &j->req, false, snapshot);
 }
 
 int job_start(Job *j) {
@@ -360,8 +317,8 @@ int job_start(Job *j) {
                 return r;
         }
         /* A VM with a NIC has other devices than the snapshot's: always a fresh boot. */
-        j->via_session = b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req);
-        r = j->via_session ? job_send_session_open(j) : job_send_run(j);
+        j->via_session = true;
+        r = job_send_session_open(j, b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req));
         if (r < 0) {
                 job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));
                 return r;

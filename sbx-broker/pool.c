@@ -151,8 +151,6 @@ static int on_pool_vm_frame(void *userdata, uint8_t type, const uint8_t *p, size
         int r;
 
         switch (type) {
-        case SBX_W_STATUS:
-                return 0;
         case SBX_W_SESSION_READY: {
                 WorkerReady ready;
                 if (vm->state != POOL_VM_BOOTING)

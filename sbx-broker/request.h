@@ -75,7 +75,7 @@ void request_done(SbxRequest *r);
 int request_apply_string(SbxRequest *r, const char *key, const char *value, sd_bus_error *error);
 int request_apply_u32(SbxRequest *r, const char *key, uint32_t value, sd_bus_error *error);
 int request_apply_bool(SbxRequest *r, const char *key, bool value, sd_bus_error *error);
-/* Adds NETWORK, ALLOWED_DOMAIN and EXPOSE tags to a B_RUN or B_SESSION_OPEN. */
+/* Adds NETWORK, ALLOWED_DOMAIN and EXPOSE tags to a B_SESSION_OPEN. */
 struct SbxMsg;
 void request_put_network(const SbxRequest *r, struct SbxMsg *m);
 

@@ -402,8 +402,6 @@ static int handle_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n
                 session_became_ready(s);
                 return 0;
         }
-        case SBX_W_STATUS:
-                return 0;
         case SBX_W_OUTPUT:
                 return handle_output(s, p, n);
         case SBX_W_RESULT: {

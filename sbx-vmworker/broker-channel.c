@@ -12,20 +12,6 @@ void broker_put_port_mappings(SbxMsg *m, char *const *mappings, size_t n_mapping
                 sbx_msg_put_str(m, SBX_T_PORT_MAPPING, mappings[i]);
 }
 
-int broker_send_status(FramedConn *c, SbxPhase phase, pid_t qemu_pid, uint64_t boot_ms, char *const *mappings,
-                       size_t n_mappings) {
-        SbxMsg m;
-
-        sbx_msg_begin(&m, SBX_W_STATUS);
-        sbx_msg_put_u32(&m, SBX_T_PHASE, (uint32_t) phase);
-        if (qemu_pid > 0)
-                sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
-        if (phase >= SBX_PHASE_RUNNING)
-                sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
-        broker_put_port_mappings(&m, mappings, n_mappings);
-        return broker_send(c, &m);
-}
-
 int broker_send_output(FramedConn *c, SbxStream stream, const void *data, size_t n) {
         SbxMsg m;
 
@@ -41,8 +27,6 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_begin(&m, SBX_W_RESULT);
         sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, result->exit_code);
         sbx_msg_put_u64(&m, SBX_T_EXEC_MS, result->exec_ms);
-        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, result->boot_ms);
-        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, result->setup_ms);
         sbx_msg_put_u64(&m, SBX_T_CPU_MS, result->cpu_ms);
         sbx_msg_put_u64(&m, SBX_T_MEM_PEAK_MB, result->mem_peak_mb);
         sbx_msg_put_u64(&m, SBX_T_CPU_THROTTLED, result->cpu_throttled);
@@ -52,9 +36,7 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, result->accel);
         if (result->message)
                 sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
-        if (result->have_state_reset)
-                sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
-        broker_put_port_mappings(&m, result->port_mappings, result->n_port_mappings);
+        sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);
         return broker_send(c, &m);
 }
 
@@ -67,16 +49,25 @@ int broker_send_error(FramedConn *c, SbxErrorKind kind, const char *message) {
         return broker_send(c, &m);
 }
 
-int broker_send_session_ready(FramedConn *c, uint64_t boot_ms, uint64_t setup_ms, const char *accel, pid_t qemu_pid,
-                              char *const *mappings, size_t n_mappings) {
+int broker_send_ready(FramedConn *c, const ReadyInfo *r) {
         SbxMsg m;
 
         sbx_msg_begin(&m, SBX_W_SESSION_READY);
-        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, boot_ms);
-        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, setup_ms);
-        sbx_msg_put_str(&m, SBX_T_ACCEL, accel);
-        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) qemu_pid);
-        broker_put_port_mappings(&m, mappings, n_mappings);
+        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, r->boot_ms);
+        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, r->setup_ms);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, r->accel);
+        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, (uint32_t) r->qemu_pid);
+        sbx_msg_put_u8(&m, SBX_T_WARM, r->warm);
+        broker_put_port_mappings(&m, r->mappings, r->n_mappings);
+        if (r->snapshot) {
+                /* A VM whose snapshot was built here was a cold boot, even if it now runs restored. */
+                sbx_msg_put_str(&m, SBX_T_SNAPSHOT_TIER, r->l1 && !r->saved ? "l1" : "cold");
+                if (r->l1)
+                        sbx_msg_put_u64(&m, SBX_T_RESTORE_MS, r->restore_ms);
+                sbx_msg_put_u8(&m, SBX_T_SNAPSHOT_SAVED, r->saved);
+                if (r->note && *r->note)
+                        sbx_msg_put_str(&m, SBX_T_SNAPSHOT_NOTE, r->note);
+        }
         return broker_send(c, &m);
 }
 

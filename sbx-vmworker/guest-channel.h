@@ -65,13 +65,12 @@ void guest_file_result_done(GuestFileResult *r);
 int guest_parse_file_data(const uint8_t *p, size_t n, GuestFileData *ret, const char **ret_reason);
 int guest_parse_list_entry(const uint8_t *p, size_t n, GuestListEntry *ret, const char **ret_reason);
 
-/* Builds SBX_H_EXEC for req: language, code, timeout, environment, the host's
- * CLOCK_REALTIME and 32 fresh bytes of entropy. */
-int guest_build_exec(const RunRequest *req, SbxMsg *ret);
-/* The same for an exec in a session: the session's language, the session's environment merged
- * under the exec's (an exec variable replaces a session one of the same name), SBX_T_SESSION = 1.
- * -E2BIG when the merged environment has more than SBX_ENV_COUNT_MAX entries. */
-int guest_build_session_exec(const RunRequest *session, const RunRequest *exec, SbxMsg *ret);
+/* Builds SBX_H_EXEC for one exec in the VM opened by session: the session's language, code,
+ * timeout, the session's environment merged under the exec's (an exec variable replaces a session
+ * one of the same name), SBX_T_SESSION = 1 (the persistent interpreter), the host's CLOCK_REALTIME
+ * and 32 fresh bytes of entropy. -E2BIG when the merged environment has more than
+ * SBX_ENV_COUNT_MAX entries. */
+int guest_build_exec(const RunRequest *session, const RunRequest *exec, SbxMsg *ret);
 /* SBX_H_FILE_WRITE (PATH, MODE), SBX_H_FILE_READ and SBX_H_LIST (PATH). */
 int guest_build_path_request(uint8_t type, const char *path, uint32_t mode, SbxMsg *ret);
 

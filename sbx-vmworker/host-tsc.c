@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "fdio.h"
 #include "host-tsc.h"
 #include "log.h"
 #include "macro.h"
@@ -65,3 +69,33 @@ int host_tsc_khz(uint32_t *ret) {
         return -EOPNOTSUPP;
 }
 #endif
+
+int host_tsc_khz_cached(const char *state_dir, uint32_t *ret) {
+        char boot_id[64], path[600], buf[128];
+        unsigned long khz;
+        int r;
+
+        if (read_small_file("/proc/sys/kernel/random/boot_id", boot_id, sizeof boot_id) < 0)
+                return host_tsc_khz(ret);
+        boot_id[strcspn(boot_id, "\n")] = 0;
+        snprintf(path, sizeof path, "%s/host-tsc", state_dir ?: "");
+        if (read_small_file(path, buf, sizeof buf) >= 0) {
+                char id[64];
+                if (sscanf(buf, "%63s %lu", id, &khz) == 2 && strcmp(id, boot_id) == 0 && khz > 0 && khz < UINT32_MAX) {
+                        *ret = (uint32_t) khz;
+                        return 0;
+                }
+        }
+        r = host_tsc_khz(ret);
+        if (r < 0)
+                return r;
+        snprintf(buf, sizeof buf, "%s %" PRIu32 "\n", boot_id, *ret);
+        char tmp[640];
+        snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int) getpid());
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0 && loop_write(fd, buf, strlen(buf)) >= 0)
+                (void) rename(tmp, path);
+        else if (fd >= 0)
+                (void) unlink(tmp);
+        return 0;
+}

@@ -15,3 +15,7 @@
 /* Measures the TSC against CLOCK_MONOTONIC_RAW over ~10 ms. -EOPNOTSUPP when
  * the host has no constant, non-stop TSC (or is not x86). */
 int host_tsc_khz(uint32_t *ret);
+
+/* The same, kept in state_dir/host-tsc ("BOOT_ID KHZ") for this host boot: measured once per boot
+ * of the host, not per VM. */
+int host_tsc_khz_cached(const char *state_dir, uint32_t *ret);

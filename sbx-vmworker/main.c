@@ -119,7 +119,7 @@ static int run_worker(const SbxConfig *config) {
                 return log_error_errno(errno, "Failed to block signals: %m"), 1;
         }
 
-        /* Built now, loaded once the request is read and QEMU forked (worker.c). */
+        /* Built now, loaded once the request is read and QEMU forked (setup.c). */
         if (worker_seccomp_prepare() < 0) {
                 safe_close(fd);
                 return 1;

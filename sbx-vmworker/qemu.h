@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The QEMU command line and the QEMU process: spawn (dying with the worker,
+/* QEMU: the command line and the guest images (qemu.c), and the QEMU process
+ * (qemu-spawn.c): its credentials and uid, the spawn (dying with the worker,
  * placed in its cgroups before it runs a single instruction of QEMU) and
  * kill + reap. */
 
@@ -20,7 +21,7 @@
 #define QEMU_INITRD_FD 6
 #define QEMU_ROOTFS_FD 7
 #define QEMU_ROOTFS_FDSET 1
-/* Snapshots (snapshot.c): the QMP socket, the guest RAM file and the migration state file. */
+/* Snapshots (boot-plan.c): the QMP socket, the guest RAM file and the migration state file. */
 #define QEMU_QMP_FD 8
 #define QEMU_RAM_FD 9
 #define QEMU_STATE_FD 10

@@ -155,8 +155,7 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
         uint32_t n;
         int k;
 
-        *ret_reason = kind == RUN_REQUEST_RUN ? "malformed SBX_B_RUN" :
-                      kind == RUN_REQUEST_EXEC ? "malformed SBX_B_EXEC" : "malformed SBX_B_SESSION_OPEN";
+        *ret_reason = kind == RUN_REQUEST_EXEC ? "malformed SBX_B_EXEC" : "malformed SBX_B_SESSION_OPEN";
         sbx_tlv_iter_init(&it, payload, len);
         while ((k = sbx_tlv_next(&it, &tag, &v, &n)) > 0) {
                 bool *seen = NULL;
@@ -270,13 +269,13 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
 
         k = -EINVAL;
         if (!have_run_id)
-                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no run id" : "the request has no run id";
+                *ret_reason = "the request has no run id";
         else if (want_vm && r.language == SBX_LANG_INVALID)
-                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no language" : "the request has no language";
+                *ret_reason = "the request has no language";
         else if (want_code && !have_code)
-                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no code" : "SBX_B_EXEC has no code";
+                *ret_reason = "SBX_B_EXEC has no code";
         else if (want_code && !have_timeout)
-                *ret_reason = kind == RUN_REQUEST_RUN ? "SBX_B_RUN has no timeout" : "SBX_B_EXEC has no timeout";
+                *ret_reason = "SBX_B_EXEC has no timeout";
         else if (r.memory_mb < SBX_MEMORY_MIN_MB || r.memory_mb > RUN_MEMORY_MAX_MB)
                 *ret_reason = "memory is outside 128..65536 MiB";
         else if (r.vcpus < 1 || r.vcpus > RUN_VCPUS_MAX)
@@ -296,13 +295,8 @@ fail:
         return k;
 }
 
-int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
-                      const char **ret_reason) {
-        return request_parse(RUN_REQUEST_RUN, payload, len, config, ret, ret_reason);
-}
-
-int run_request_parse_kind(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
-                           RunRequest *ret, const char **ret_reason) {
+int run_request_parse(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
+                      RunRequest *ret, const char **ret_reason) {
         return request_parse(kind, payload, len, config, ret, ret_reason);
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The broker's SBX_B_RUN, SBX_B_SESSION_OPEN and SBX_B_EXEC, parsed and checked. */
+/* The broker's SBX_B_SESSION_OPEN and SBX_B_EXEC, and its file requests, parsed and checked. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,7 +31,7 @@ typedef struct RunRequest {
         uint32_t memory_mb;
         uint32_t vcpus;
         SbxAccel accel; /* SBX_ACCEL_AUTO when neither the broker nor the config chose */
-        /* Network (RUN and SESSION_OPEN; docs/network.md). */
+        /* Network (SESSION_OPEN; docs/network.md). */
         bool network;   /* SBX_T_NETWORK = 1: outbound access through sbx-netd */
         char **domains; /* SBX_T_ALLOWED_DOMAIN; none with network: full outbound access */
         size_t n_domains;
@@ -45,7 +45,6 @@ static inline bool run_request_wants_nic(const RunRequest *r) {
 }
 
 typedef enum RunRequestKind {
-        RUN_REQUEST_RUN,          /* SBX_B_RUN: everything */
         RUN_REQUEST_SESSION_OPEN, /* SBX_B_SESSION_OPEN: RUN_ID, LANGUAGE, ENV*, MEMORY_MB, VCPUS, ACCEL */
         RUN_REQUEST_EXEC,         /* SBX_B_EXEC: RUN_ID (exec id), CODE, TIMEOUT_MS, ENV* */
 } RunRequestKind;
@@ -55,17 +54,13 @@ void run_request_done(RunRequest *r);
 /* Parses "INTERNAL:EXTERNAL/tcp|udp" (INTERNAL 1-65535, EXTERNAL 0-65535). Exposed for tests. */
 int run_expose_parse(const char *s, RunExpose *ret);
 
-/* Parses an SBX_B_RUN payload. Missing MEMORY_MB, VCPUS and ACCEL come from
- * config. Returns 0, -ENOMEM, or -EINVAL/-EBADMSG/-E2BIG with a
- * human-readable reason in *ret_reason (static storage). */
-int run_request_parse(const uint8_t *payload, size_t len, const SbxConfig *config, RunRequest *ret,
-                      const char **ret_reason);
-
-/* The same for a session's requests: fields that do not belong to kind are skipped like unknown
- * tags; the ones that do are checked exactly as in SBX_B_RUN. SESSION_OPEN leaves code NULL and
- * timeout 0; EXEC leaves language SBX_LANG_INVALID and the VM settings from config. */
-int run_request_parse_kind(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
-                           RunRequest *ret, const char **ret_reason);
+/* Parses a request of the given kind: fields that do not belong to it are skipped like unknown tags.
+ * SESSION_OPEN leaves code NULL and timeout 0; EXEC leaves language SBX_LANG_INVALID and the VM
+ * settings from config (missing MEMORY_MB, VCPUS and ACCEL of an open come from config too).
+ * Returns 0, -ENOMEM, or -EINVAL/-EBADMSG/-E2BIG with a human-readable reason in *ret_reason
+ * (static storage). */
+int run_request_parse(RunRequestKind kind, const uint8_t *payload, size_t len, const SbxConfig *config,
+                      RunRequest *ret, const char **ret_reason);
 
 /* SBX_B_FILE_WRITE (PATH, MODE), SBX_B_FILE_READ and SBX_B_LIST (PATH). The path is only checked
  * for size (<= SBX_PATH_MAX) and NUL bytes: the guest resolves it and answers INVALID_PATH. */

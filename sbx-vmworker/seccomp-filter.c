@@ -32,7 +32,7 @@ bool worker_seccomp_applied(void) {
 
 static scmp_filter_ctx filter;
 
-/* What the worker calls once it serves the VM: derived with strace -f in run and session mode (file
+/* What the worker calls once it serves the VM: derived with strace -f over runs and sessions (file
  * transfers from/to regular files and pipes, a timeout, QEMU killed, a boot retry), on x86-64 with glibc
  * 2.36 and libsystemd 252, plus a few calls of paths strace did not reach (marked "unseen"). Argument
  * filters below: mmap/mprotect never PROT_EXEC, openat read-only, socket/socketpair

@@ -1,71 +1,87 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* L1 memory snapshots and warm interpreters for session mode (docs/snapshots.md).
+/* L1 memory snapshots (docs/snapshots.md): the operations on sbx-cache and on one QEMU. Which
+ * attempt does what is the boot plan's decision (boot-plan.h), and when it happens is boot.c's;
+ * nothing here knows the worker.
  *
- * B_SESSION_OPEN with SNAPSHOT = 1: before its seccomp filter the worker asks sbx-cache
- * (cache-client.h) with the VM settings and the images as fds.
- *   K_HIT:            attempt 1 restores it (the RAM fd mapped private and read-only, device state
- *                     by migrate-incoming), the guest gets H_RESUME (clock, RNG seed) and answers
- *                     G_RESUMED: W_SESSION_READY tier "l1". Any failure: C_BAD to sbx-cache, and
- *                     attempt 2 boots cold.
- *   K_BUILD:          attempt 1 boots cold with its RAM in a new unlinked file of ours (share=on),
- *                     starts the interpreter (a no-op session exec), and migrates the device state
- *                     into a state file (x-ignore-shared: the RAM file is the RAM). That QEMU is
- *                     killed, both files go to sbx-cache (C_INSERT: it copies and commits them),
- *                     and attempt 2 restores our files, so the session VM never runs on the shared
- *                     file: tier "cold", SNAPSHOT_SAVED 1. If the save fails, the session continues
- *                     on the first VM; if the restore fails, attempt 3 boots cold.
- *   K_MISS, no cache: a cold boot, with the reason in the note.
- * WARM = 1: the interpreter is started before W_SESSION_READY (always so in a snapshot). With
- * SNAPSHOT = 1 too, the restored VM also runs the warm-up before READY: TCG starts with an empty
- * translation cache, so this moves ~50 ms from the first exec to before READY (for pools). */
+ *   snapshot_lookup()         before the seccomp filter: asks sbx-cache with the VM settings and
+ *                             the images as fds (a hit brings the read-only RAM and state files)
+ *   snapshot_create_build()   a miss that we may build: the new RAM and state files, in our own
+ *                             scratch space (sbx-cache copies them at INSERT)
+ *   snapshot_restore_start()  a restore's QEMU runs: migrate-incoming by QMP, then H_RESUME
+ *   snapshot_save()           a build's QEMU is warm: migrate the device state into the state file
+ *   snapshot_commit()         after the build's QEMU is gone: both files go to sbx-cache
+ *   snapshot_report_bad()     a restore failed: sbx-cache drops the entry */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache-client.h"
+#include "framed-conn.h"
+#include "proto.h"
 #include "qemu.h"
-#include "worker.h"
+#include "qmp.h"
 
-#define SNAPSHOT_ATTEMPTS_MAX 3u
 /* A restore that takes longer than this is given up (then: a cold boot). */
 #define SNAPSHOT_RESTORE_TIMEOUT_USEC (10u * 1000000u)
 #define SNAPSHOT_SAVE_TIMEOUT_USEC (30u * 1000000u)
 /* The interpreter's start before READY (the boot deadline, renewed at HELLO). */
 #define SNAPSHOT_WARM_TIMEOUT_USEC (60u * 1000000u)
 
-typedef struct Snapshot Snapshot;
+/* The cache entry and files of one VM's snapshot. */
+typedef struct SnapshotFiles {
+        int cache_fd;        /* the connection to sbx-cache: BAD after a failed restore, INSERT after a build */
+        char key[65];        /* the cache key, as sbx-cache computed it */
+        uint64_t generation; /* of the entry restored (for BAD) */
+        int ram_rw_fd;       /* build: the new (unlinked) RAM file (QEMU's fd 9 for the build); sent to sbx-cache */
+        int ram_ro_fd;       /* restore: QEMU's fd 9 */
+        int state_w_fd;      /* build: the state file, write-only (fdset 2 of the build) */
+        int state_r_fd;      /* restore: the state file, read-only (fdset 2 of the restore) */
+        int state_keep_fd;   /* build: the state file, read-only, sent to sbx-cache */
+} SnapshotFiles;
+
+#define SNAPSHOT_FILES_NULL                                                                                            \
+        ((SnapshotFiles) { .cache_fd = -EBADF,                                                                         \
+                           .ram_rw_fd = -EBADF,                                                                        \
+                           .ram_ro_fd = -EBADF,                                                                        \
+                           .state_w_fd = -EBADF,                                                                       \
+                           .state_r_fd = -EBADF,                                                                       \
+                           .state_keep_fd = -EBADF })
+
+/* Closes the fds QEMU children inherit (after they were forked). */
+void snapshot_files_close_child_fds(SnapshotFiles *f);
+/* Closes everything; an unused build grant goes back to sbx-cache with the connection. */
+void snapshot_files_close(SnapshotFiles *f);
 
 /* SNAPSHOT and WARM from a B_SESSION_OPEN payload (other tags are skipped). -EBADMSG if malformed. */
 int snapshot_request_parse(const uint8_t *p, size_t n, bool *ret_snapshot, bool *ret_warm);
 
-int snapshot_new(Worker *w, bool snapshot, bool warm, Snapshot **ret);
-Snapshot *snapshot_free(Snapshot *s);
+/* What starts the interpreter before READY (and before a snapshot). */
+const char *snapshot_warm_code(SbxLanguage language);
 
-/* The host's TSC frequency (host-tsc.h), kept in state_dir/host-tsc for this host boot. */
-int snapshot_host_tsc_khz(Snapshot *s, uint32_t *ret);
+/* Connects to sbx-cache and looks up the snapshot of settings (every input but the images, which
+ * sbx-cache hashes from fds of the cold command line's images). On a hit, the files are set. The
+ * reason for anything but a hit goes into note. Returns 0 with *ret_kind (SBX_K_HIT, _BUILD, _MISS), or a negative
+ * errno (the cache is not usable; note says why). */
+int snapshot_lookup(SnapshotFiles *f, const SbxConfig *config, const QemuOptions *cold, const char *settings,
+                    uint32_t memory_mb, uint8_t *ret_kind, char *note, size_t note_size);
 
-/* Before the seccomp filter, after the cold command line (cold) and QEMU's credentials are known:
- * decides the attempts (sets w->n_attempts) and prepares their command lines and files. Never
- * fails: problems mean a cold boot, with the reason in the note. */
-void snapshot_plan(Snapshot *s, const QemuOptions *cold);
-/* The command line and extra fds of attempt i (0-based), or NULL / false for the cold default. */
-char **snapshot_attempt_argv(Snapshot *s, unsigned i);
-bool snapshot_attempt_fds(Snapshot *s, unsigned i, QemuExtraFds *ret);
-/* After the QEMU children were forked: closes the worker's copies of their files. */
-void snapshot_after_prepare(Snapshot *s);
+/* The build's RAM file (memory_mb, owned by QEMU's user so it can map it shared) and state file. */
+int snapshot_create_build(SnapshotFiles *f, uint32_t memory_mb, const QemuCreds *creds);
 
-/* worker_boot() released attempt w->boot_attempt: starts the restore if it is one. */
-void snapshot_on_released(Snapshot *s);
-/* The guest said HELLO (cold boot). Returns true (always, in session mode with a Snapshot): it
- * either warms the interpreter (state WORKER_WARMING) or sends W_SESSION_READY itself. */
-bool snapshot_on_hello(Snapshot *s);
-/* Guest frames while BOOTING a restore (G_RESUMED) or WARMING. Returns 1 if the caller should stop
- * reading, 0 otherwise. */
-int snapshot_on_guest_frame(Snapshot *s, uint8_t type, const uint8_t *p, size_t n);
-/* True while a restore attempt waits for G_RESUMED. */
-bool snapshot_expects_resume(Snapshot *s);
-/* The current attempt (build or restore) failed: boots the cold fallback and returns true, or
- * returns false when there is none (the caller fails as usual). */
-bool snapshot_fallback(Snapshot *s, const char *why);
+/* The restore's QEMU was released: its QMP greeting, migrate-incoming, then H_RESUME to the guest
+ * (which answers G_RESUMED once the state is loaded). Blocks up to SNAPSHOT_RESTORE_TIMEOUT_USEC. */
+int snapshot_restore_start(Qmp *qmp, int qmp_fd, FramedConn *guest);
+
+/* Migrates the running build VM's device state into the state file (the RAM file already is the
+ * RAM). Returns QEMU's version ("" when unknown) and how long it took. */
+int snapshot_save(Qmp *qmp, int qmp_fd, char qemu_version[static 32], uint64_t *ret_save_ms);
+
+/* The build's QEMU is gone: hands the RAM and state files to sbx-cache, which copies, checksums and
+ * commits them in the background. */
+int snapshot_commit(SnapshotFiles *f, SbxLanguage language, const char *qemu_version, uint64_t save_ms);
+
+/* Tells sbx-cache to drop the restored snapshot, so that the next lookup rebuilds it. */
+void snapshot_report_bad(SnapshotFiles *f, const char *why);

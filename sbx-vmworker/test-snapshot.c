@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests of the worker's L1 snapshot helpers: SHA-256 (libsbx) and the QMP reply parser.
- * The cache directory and its formats are tested in sbx-cache/test-cache.c. */
+/* Unit tests of the worker's L1 snapshot helpers: SHA-256 (libsbx), the QMP reply parser, and the
+ * boot plan's decision and its cold plan. The cache directory and its formats are tested in
+ * sbx-cache/test-cache.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "boot-plan.h"
 #include "fdio.h"
 #include "tests.h"
 #include "macro.h"
@@ -96,8 +98,45 @@ static void test_qmp(void) {
         CHECK(parse(deep, &r) == -EBADMSG);
 }
 
+static void test_boot_plan(void) {
+        BootDecision d;
+
+        /* Nothing to restore or build: two cold attempts (a boot timeout retries once), no fallback. */
+        d = boot_plan_decide(BOOT_LOOKUP_NONE);
+        CHECK(d.n_attempts == BOOT_COLD_ATTEMPTS && d.kinds[0] == BOOT_COLD && d.kinds[1] == BOOT_COLD &&
+              d.fallback == 0);
+        d = boot_plan_decide(BOOT_LOOKUP_MISS);
+        CHECK(d.n_attempts == BOOT_COLD_ATTEMPTS && d.kinds[0] == BOOT_COLD && d.fallback == 0);
+        /* A hit: restore, then cold if the restore fails. */
+        d = boot_plan_decide(BOOT_LOOKUP_HIT);
+        CHECK(d.n_attempts == 2 && d.kinds[0] == BOOT_RESTORE && d.kinds[1] == BOOT_COLD && d.fallback == 1);
+        /* A build: build, restore our own files, cold if either fails. */
+        d = boot_plan_decide(BOOT_LOOKUP_BUILD);
+        CHECK(d.n_attempts == 3 && d.kinds[0] == BOOT_BUILD && d.kinds[1] == BOOT_RESTORE && d.kinds[2] == BOOT_COLD &&
+              d.fallback == 2);
+
+        /* Without SNAPSHOT the plan asks nobody: cold attempts on the cold command line, no extra fds. */
+        BootPlan p;
+        QemuExtraFds fds;
+        boot_plan_init(&p, false, true);
+        CHECK(!boot_plan_snapshot(&p) && boot_plan_warm(&p) && !boot_plan_rewarm(&p));
+        boot_plan_make(&p, &(BootPlanInput) { .language = SBX_LANG_PYTHON });
+        CHECK(boot_plan_n_attempts(&p) == BOOT_COLD_ATTEMPTS && boot_plan_fallback(&p) == 0 &&
+              boot_plan_note(&p)[0] == 0);
+        for (unsigned i = 0; i < BOOT_ATTEMPTS_MAX; i++)
+                CHECK(boot_plan_kind(&p, i) == BOOT_COLD && !boot_plan_argv(&p, i) && !boot_plan_fds(&p, i, &fds) &&
+                      boot_plan_qmp_fd(&p, i) < 0);
+        boot_plan_done(&p);
+
+        /* SNAPSHOT with WARM: warm after a restore too. */
+        boot_plan_init(&p, true, true);
+        CHECK(boot_plan_snapshot(&p) && boot_plan_warm(&p) && boot_plan_rewarm(&p));
+        boot_plan_done(&p);
+}
+
 int main(void) {
         test_sha256();
         test_qmp();
+        test_boot_plan();
         return CHECK_SUMMARY();
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit test of the worker's parsers: the broker's B_RUN and the guest's frames (which are hostile). */
+/* Unit test of the worker's parsers: the broker's requests and the guest's frames (which are hostile). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,14 +31,35 @@ static SbxConfig test_config(void) {
         return (SbxConfig) { .default_memory_mb = 256, .vcpus = 1, .accel = SBX_ACCEL_TCG };
 }
 
+/* A run is an open and one exec: this payload carries the fields of both, and each parse takes its own. */
 static void build_run(SbxMsg *m, const char *lang, const char *code, uint32_t timeout_ms) {
-        sbx_msg_begin(m, SBX_B_RUN);
+        sbx_msg_begin(m, SBX_B_SESSION_OPEN);
         sbx_msg_put_u64(m, SBX_T_RUN_ID, 42);
         if (lang)
                 sbx_msg_put_str(m, SBX_T_LANGUAGE, lang);
         if (code)
                 sbx_msg_put_str(m, SBX_T_CODE, code);
         sbx_msg_put_u32(m, SBX_T_TIMEOUT_MS, timeout_ms);
+}
+
+/* Parses the payload as an open and as an exec; fails if either fails. Fills req with the open's VM
+ * settings and the exec's code and timeout. */
+static int run_request_parse_run(const uint8_t *p, size_t n, const SbxConfig *config, RunRequest *req,
+                                 const char **reason) {
+        RunRequest exec;
+        int r = run_request_parse(RUN_REQUEST_SESSION_OPEN, p, n, config, req, reason);
+        if (r < 0)
+                return r;
+        r = run_request_parse(RUN_REQUEST_EXEC, p, n, config, &exec, reason);
+        if (r < 0) {
+                run_request_done(req);
+                return r;
+        }
+        req->code = TAKE_PTR(exec.code);
+        req->code_len = exec.code_len;
+        req->timeout_ms = exec.timeout_ms;
+        run_request_done(&exec);
+        return 0;
 }
 
 static void test_run_request(void) {
@@ -53,7 +74,7 @@ static void test_run_request(void) {
         sbx_msg_put_str(&m, SBX_T_ACCEL, "kvm");
         sbx_msg_put_u32(&m, 999, 7); /* unknown tag: skipped */
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(req.run_id == 42 && req.language == SBX_LANG_PYTHON && req.code_len == 8 && req.timeout_ms == 5000);
         CHECK(req.n_env == 1 && strcmp(req.env[0], "A=b") == 0);
         CHECK(req.memory_mb == 512 && req.vcpus == 1 && req.accel == SBX_ACCEL_KVM);
@@ -63,7 +84,7 @@ static void test_run_request(void) {
         /* Defaults from the config. */
         build_run(&m, "javascript", "1", 1000);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(req.memory_mb == 256 && req.accel == SBX_ACCEL_TCG);
         run_request_done(&req);
         sbx_msg_done(&m);
@@ -83,7 +104,7 @@ static void test_run_request(void) {
                         sbx_msg_put_str(&m, SBX_T_ENV, bad[i].env);
                 must(sbx_msg_finish(&m));
                 reason = NULL;
-                CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0 && reason);
+                CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0 && reason);
                 sbx_msg_done(&m);
         }
 
@@ -91,14 +112,14 @@ static void test_run_request(void) {
         build_run(&m, "python", "x", 1000);
         sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 2000);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
         sbx_msg_done(&m);
 
         build_run(&m, "python", "x", 1000);
         sbx_msg_put_u8(&m, SBX_T_MEMORY_MB, 1);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m) - 1, &config, &req, &reason) < 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m) - 1, &config, &req, &reason) < 0);
         sbx_msg_done(&m);
 
         /* Too many environment variables. */
@@ -106,7 +127,7 @@ static void test_run_request(void) {
         for (unsigned i = 0; i <= SBX_ENV_COUNT_MAX; i++)
                 sbx_msg_put_str(&m, SBX_T_ENV, "A=1");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
         sbx_msg_done(&m);
 }
 
@@ -213,21 +234,23 @@ static void test_text(void) {
 
 static void test_exec(void) {
         SbxConfig config = test_config();
-        RunRequest req;
+        RunRequest open, exec_req;
         const char *reason;
         SbxMsg run, exec;
 
         build_run(&run, "raw", "echo hi", 2000);
         sbx_msg_put_str(&run, SBX_T_ENV, "K=V");
         must(sbx_msg_finish(&run));
-        must(run_request_parse(PAYLOAD(run), PAYLOAD_LEN(run), &config, &req, &reason));
-        CHECK(guest_build_exec(&req, &exec) == 0);
+        must(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(run), PAYLOAD_LEN(run), &config, &open, &reason));
+        must(run_request_parse(RUN_REQUEST_EXEC, PAYLOAD(run), PAYLOAD_LEN(run), &config, &exec_req, &reason));
+        CHECK(guest_build_exec(&open, &exec_req, &exec) == 0);
 
         SbxTlvIter it;
         uint16_t tag;
         const uint8_t *v;
         uint32_t n;
-        unsigned seen = 0;
+        uint64_t seen = 0;
+        unsigned n_env = 0;
         CHECK(exec.data[5] == SBX_H_EXEC);
         sbx_tlv_iter_init(&it, PAYLOAD(exec), PAYLOAD_LEN(exec));
         while (sbx_tlv_next(&it, &tag, &v, &n) > 0) {
@@ -235,13 +258,18 @@ static void test_exec(void) {
                         CHECK(n == 32);
                 if (tag == SBX_T_CODE)
                         CHECK(n == 7 && memcmp(v, "echo hi", 7) == 0);
-                seen |= 1u << tag;
+                if (tag == SBX_T_ENV)
+                        n_env++;
+                seen |= 1ull << tag;
         }
-        CHECK(seen == (1u << SBX_T_LANGUAGE | 1u << SBX_T_CODE | 1u << SBX_T_TIMEOUT_MS | 1u << SBX_T_ENV |
-                       1u << SBX_T_CLOCK_NS | 1u << SBX_T_SEED));
+        /* K=V came with both parses: the exec's replaces the open's. */
+        CHECK(n_env == 1);
+        CHECK(seen == (1ull << SBX_T_LANGUAGE | 1ull << SBX_T_CODE | 1ull << SBX_T_TIMEOUT_MS | 1ull << SBX_T_ENV |
+                       1ull << SBX_T_SESSION | 1ull << SBX_T_CLOCK_NS | 1ull << SBX_T_SEED));
         sbx_msg_done(&exec);
         sbx_msg_done(&run);
-        run_request_done(&req);
+        run_request_done(&open);
+        run_request_done(&exec_req);
 }
 
 static void test_session_requests(void) {
@@ -259,16 +287,16 @@ static void test_session_requests(void) {
         sbx_msg_put_str(&m, SBX_T_ENV, "B=session");
         sbx_msg_put_str(&m, SBX_T_CODE, "ignored");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &open_req,
+        CHECK(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &open_req,
                                      &reason) == 0);
         CHECK(open_req.run_id == 9 && open_req.language == SBX_LANG_PYTHON && !open_req.code && open_req.n_env == 2);
         sbx_msg_done(&m);
 
-        /* The same payload is not a valid B_RUN (no code... it has CODE, but no timeout). */
+        /* An open needs a language. */
         sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
         sbx_msg_put_u64(&m, SBX_T_RUN_ID, 9);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req,
+        CHECK(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req,
                                      &reason) == -EINVAL); /* no language */
         sbx_msg_done(&m);
 
@@ -280,13 +308,13 @@ static void test_session_requests(void) {
         sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 2000);
         sbx_msg_put_str(&m, SBX_T_ENV, "B=exec");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
+        CHECK(run_request_parse(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
               0);
         CHECK(exec_req.run_id == 3 && exec_req.code_len == 8 && exec_req.timeout_ms == 2000 && exec_req.n_env == 1);
         sbx_msg_done(&m);
 
         /* H_EXEC of a session exec: session env first, minus what the exec replaces; SESSION = 1. */
-        CHECK(guest_build_session_exec(&open_req, &exec_req, &out) == 0);
+        CHECK(guest_build_exec(&open_req, &exec_req, &out) == 0);
         {
                 SbxTlvIter it;
                 uint16_t tag;
@@ -315,7 +343,7 @@ static void test_session_requests(void) {
         sbx_msg_put_u64(&m, SBX_T_RUN_ID, 3);
         sbx_msg_put_str(&m, SBX_T_CODE, "x");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
+        CHECK(run_request_parse(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &exec_req, &reason) ==
               -EINVAL);
         sbx_msg_done(&m);
         run_request_done(&open_req);
@@ -485,7 +513,7 @@ static void test_network_request(void) {
         sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
         sbx_msg_put_str(&m, SBX_T_EXPOSE, "53:5353/udp");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(req.network && req.n_domains == 2 && strcmp(req.domains[1], "*.example.org") == 0);
         CHECK(req.n_expose == 2 && req.expose[1].udp && req.expose[1].external == 5353);
         CHECK(run_request_wants_nic(&req));
@@ -495,7 +523,7 @@ static void test_network_request(void) {
         /* Nothing: no NIC. Ports only: a NIC without network. */
         build_run(&m, "raw", "true", 1000);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(!req.network && !run_request_wants_nic(&req));
         run_request_done(&req);
         sbx_msg_done(&m);
@@ -503,7 +531,7 @@ static void test_network_request(void) {
         sbx_msg_put_u8(&m, SBX_T_NETWORK, 0);
         sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(!req.network && run_request_wants_nic(&req));
         run_request_done(&req);
         sbx_msg_done(&m);
@@ -540,7 +568,7 @@ static void test_network_request(void) {
                         break;
                 }
                 must(sbx_msg_finish(&m));
-                CHECK(run_request_parse(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
+                CHECK(run_request_parse_run(PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) < 0);
                 sbx_msg_done(&m);
         }
 
@@ -550,7 +578,7 @@ static void test_network_request(void) {
         sbx_msg_put_str(&m, SBX_T_LANGUAGE, "raw");
         sbx_msg_put_str(&m, SBX_T_EXPOSE, "8000:0/tcp");
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) ==
+        CHECK(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) ==
               0);
         CHECK(req.n_expose == 1);
         run_request_done(&req);
@@ -561,7 +589,7 @@ static void test_network_request(void) {
         sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 1000);
         sbx_msg_put_u8(&m, SBX_T_NETWORK, 1);
         must(sbx_msg_finish(&m));
-        CHECK(run_request_parse_kind(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
+        CHECK(run_request_parse(RUN_REQUEST_EXEC, PAYLOAD(m), PAYLOAD_LEN(m), &config, &req, &reason) == 0);
         CHECK(!req.network);
         run_request_done(&req);
         sbx_msg_done(&m);

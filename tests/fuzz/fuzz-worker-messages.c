@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's message parsers: the guest's HELLO, OUTPUT, EXIT and ERROR
  * payloads (hostile bytes), including the session file messages, and the
- * broker's B_RUN, B_SESSION_OPEN, B_EXEC and file requests. The first input byte picks
+ * broker's B_SESSION_OPEN, B_EXEC and file requests. The first input byte picks
  * the parser; the rest is the payload. */
 
 #include <errno.h>
@@ -51,24 +51,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 break;
         }
         case 4: {
+                /* One payload as both requests of a run: the open takes the VM's fields, the exec the code. */
                 SbxConfig config = { .default_memory_mb = 256, .vcpus = 1, .accel = SBX_ACCEL_TCG };
-                RunRequest req = {};
-                r = run_request_parse(p, n, &config, &req, &reason);
+                RunRequest open = {}, exec = {};
+                r = run_request_parse(RUN_REQUEST_SESSION_OPEN, p, n, &config, &open, &reason);
                 FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
                 if (r >= 0) {
-                        FUZZ_CHECK(req.code && req.code_len <= SBX_CODE_MAX);
-                        FUZZ_CHECK(req.n_env <= SBX_ENV_COUNT_MAX);
-                        FUZZ_CHECK(req.vcpus >= 1 && req.vcpus <= RUN_VCPUS_MAX);
+                        FUZZ_CHECK(!open.code && open.n_env <= SBX_ENV_COUNT_MAX);
+                        FUZZ_CHECK(open.vcpus >= 1 && open.vcpus <= RUN_VCPUS_MAX);
                 }
-                run_request_done(&req);
+                r = run_request_parse(RUN_REQUEST_EXEC, p, n, &config, &exec, &reason);
+                FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
+                if (r >= 0)
+                        FUZZ_CHECK(exec.code && exec.code_len <= SBX_CODE_MAX && exec.n_env <= SBX_ENV_COUNT_MAX);
+                run_request_done(&open);
+                run_request_done(&exec);
                 break;
         }
         case 5:
         case 6: {
                 SbxConfig config = { .default_memory_mb = 256, .vcpus = 1, .accel = SBX_ACCEL_TCG };
                 RunRequest req = {};
-                r = run_request_parse_kind(data[0] % 10 == 5 ? RUN_REQUEST_SESSION_OPEN : RUN_REQUEST_EXEC, p, n,
-                                           &config, &req, &reason);
+                r = run_request_parse(data[0] % 10 == 5 ? RUN_REQUEST_SESSION_OPEN : RUN_REQUEST_EXEC, p, n, &config,
+                                      &req, &reason);
                 FUZZ_CHECK(r >= 0 || r == -ENOMEM || reason);
                 run_request_done(&req);
                 break;

@@ -148,30 +148,33 @@ static void gen_worker(const char *dir) {
         Buf b = {};
         SbxMsg m;
 
-        sbx_msg_begin(&m, SBX_B_RUN);
+        /* One run: the open, then one exec. */
+        sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
         sbx_msg_put_u64(&m, SBX_T_RUN_ID, 7);
         sbx_msg_put_str(&m, SBX_T_LANGUAGE, "python");
-        sbx_msg_put_str(&m, SBX_T_CODE, "import os\nprint(os.environ['A'])\n");
-        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 30000);
-        sbx_msg_put_str(&m, SBX_T_ENV, "A=1");
         sbx_msg_put_str(&m, SBX_T_ENV, "LANG=C.UTF-8");
         sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, 256);
         sbx_msg_put_u32(&m, SBX_T_VCPUS, 1);
         sbx_msg_put_str(&m, SBX_T_ACCEL, "tcg");
         append(&b, &m);
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, 7);
+        sbx_msg_put_str(&m, SBX_T_CODE, "import os\nprint(os.environ['A'])\n");
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, 30000);
+        sbx_msg_put_str(&m, SBX_T_ENV, "A=1");
+        append(&b, &m);
         seed(dir, t, "run", &b);
 
-        sbx_msg_begin(&m, SBX_B_CANCEL);
+        sbx_msg_begin(&m, SBX_B_INTERRUPT);
         append(&b, &m);
-        seed(dir, t, "cancel", &b);
+        seed(dir, t, "interrupt", &b);
 
-        sbx_msg_begin(&m, SBX_W_STATUS);
-        sbx_msg_put_u32(&m, SBX_T_PHASE, SBX_PHASE_BOOTING);
-        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, 4242);
-        append(&b, &m);
-        sbx_msg_begin(&m, SBX_W_STATUS);
-        sbx_msg_put_u32(&m, SBX_T_PHASE, SBX_PHASE_RUNNING);
+        sbx_msg_begin(&m, SBX_W_SESSION_READY);
         sbx_msg_put_u64(&m, SBX_T_BOOT_MS, 180);
+        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, 5);
+        sbx_msg_put_str(&m, SBX_T_ACCEL, "tcg");
+        sbx_msg_put_u32(&m, SBX_T_QEMU_PID, 4242);
+        sbx_msg_put_str(&m, SBX_T_SNAPSHOT_TIER, "cold");
         append(&b, &m);
         sbx_msg_begin(&m, SBX_W_OUTPUT);
         sbx_msg_put_u8(&m, SBX_T_STREAM, SBX_STREAM_STDOUT);
@@ -180,8 +183,6 @@ static void gen_worker(const char *dir) {
         sbx_msg_begin(&m, SBX_W_RESULT);
         sbx_msg_put_i32(&m, SBX_T_EXIT_CODE, 0);
         sbx_msg_put_u64(&m, SBX_T_EXEC_MS, 12);
-        sbx_msg_put_u64(&m, SBX_T_BOOT_MS, 180);
-        sbx_msg_put_u64(&m, SBX_T_SETUP_MS, 5);
         sbx_msg_put_u64(&m, SBX_T_CPU_MS, 150);
         sbx_msg_put_u64(&m, SBX_T_MEM_PEAK_MB, 97);
         sbx_msg_put_u64(&m, SBX_T_CPU_THROTTLED, 0);
@@ -207,8 +208,8 @@ static void gen_worker(const char *dir) {
         seed(dir, t, "bad-version", &b);
 
         /* Wrong-size numbers: a u32 tag carrying 3 bytes, a u64 carrying 9. */
-        sbx_msg_begin(&m, SBX_W_STATUS);
-        sbx_msg_put(&m, SBX_T_PHASE, "\x01\x00\x00", 3);
+        sbx_msg_begin(&m, SBX_W_SESSION_READY);
+        sbx_msg_put(&m, SBX_T_QEMU_PID, "\x01\x00\x00", 3);
         sbx_msg_put(&m, SBX_T_BOOT_MS, "\x01\x02\x03\x04\x05\x06\x07\x08\x09", 9);
         append(&b, &m);
         seed(dir, t, "wrong-sizes", &b);

@@ -129,7 +129,7 @@ check "three broken runs at once: each gets its own outcome" \
       "$(jq -r .error "$TMP/par-oversized.json")" = org.sbx.Error.VmTransient ]
 after "three at once" 180
 
-# Sessions take the guest's frames through another path (sbx-vmworker/session.c).
+# Sessions: the same modes in a VM that serves several execs (a violation closes it).
 B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 # sexec PATH CODE TIMEOUT: result JSON in $TMP/x.json, errors in $TMP/x.err, seconds in $ELAPSED
 sexec() {

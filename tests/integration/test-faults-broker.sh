@@ -28,7 +28,7 @@ old_broker=$(broker_pid)
 SLEEPER='import time; print("started", flush=True); time.sleep(50)'
 "$SBX" run -t 60 "$SLEEPER" >"$TMP/k1.out" 2>"$TMP/k1.err" &
 c1=$!
-# The second through StartRun without snapshot or pool, i.e. a plain B_RUN to its worker.
+# The second through StartRun without snapshot or pool, i.e. a cold open and one exec to its worker.
 "$CLIENT" --cold --echo --timeout 60 --language raw 'echo started; sleep 50' >"$TMP/k2.out" 2>"$TMP/k2.err" &
 c2=$!
 wait_for_text "$TMP/k1.out" started 120 && wait_for_text "$TMP/k2.out" started 120

@@ -202,7 +202,7 @@ check "the session ran to its end" test $? -eq 0
 check "  and the guest's server logged the host's request" grep -q "GET /index.html" "$TMP/expose.out"
 check "the port is closed after the session" bash -c '! curl -s --max-time 2 "http://127.0.0.1:$1/" >/dev/null' _ "$EXT"
 
-# A run with an explicit external port: the mapping comes back in W_STATUS (running) and W_RESULT.
+# A run with an explicit external port: the mapping comes back in W_SESSION_READY (the running status) and with the result.
 FIXED=$((30000 + ID % 20000))
 vm fixed --lang raw --expose "8080:$FIXED" -- 'echo x'
 check "a run with --expose 8080:$FIXED reports the mapping in the running status" \

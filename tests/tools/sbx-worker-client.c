@@ -11,12 +11,13 @@
  * worker's SBX_T_PORT_MAPPING values print as port_mapping='tcp INT 127.0.0.1:EXT'.
  *
  * Forks the worker with a socketpair as fd 3 (LISTEN_FDS=1, LISTEN_PID set
- * in the child), sends SBX_B_RUN, copies SBX_W_OUTPUT to our stdout/stderr
- * as it arrives, and prints to stderr:
+ * in the child) and runs CODE as the broker runs one: SBX_B_SESSION_OPEN (the VM
+ * settings and the environment), one SBX_B_EXEC on SBX_W_SESSION_READY, then EOF.
+ * It copies SBX_W_OUTPUT to our stdout/stderr as it arrives, and prints to stderr:
  *   worker pid=N
- *   status phase=booting|running qemu_pid=N [boot_ms=N]
- *   result exit_code=N exec_ms=N boot_ms=N setup_ms=N cpu_ms=N mem_peak_mb=N cpu_throttled=N
- *          timed_out=0|1 stdout_trunc=0|1 stderr_trunc=0|1 accel=A [message=...]
+ *   status phase=running qemu_pid=N boot_ms=N setup_ms=N accel=A [port_mapping=...]   (at READY)
+ *   result exit_code=N exec_ms=N cpu_ms=N mem_peak_mb=N cpu_throttled=N timed_out=0|1
+ *          stdout_trunc=0|1 stderr_trunc=0|1 accel=A state_reset=0|1 [message=...] [port_mapping=...]
  *   error kind=N message=...
  * Exit status: 0 after a result, 1 after an error frame, 2 when the worker
  * died or broke the protocol, 64 on usage errors.
@@ -30,7 +31,7 @@
  *   read GUESTPATH LOCAL      LOCAL: a file (created), or "|COMMAND" whose stdin is the pipe
  *   list GUESTPATH            entries go to stdout as NAME<TAB>dir|file<TAB>SIZE
  *   sleep SECONDS
- *   close                     SBX_B_CLOSE, then wait for the worker to exit
+ *   close                     EOF (shutdown), then wait for the worker to exit
  * and prints to stderr "session_ready ...", "result ... state_reset=N",
  * With --snapshot (SBX_T_SNAPSHOT = 1: restore or build the L1 snapshot) and --warm (SBX_T_WARM),
  * session_ready also shows warm=, tier=, restore_ms=, saved=, note=. --timing prints
@@ -79,6 +80,10 @@ typedef struct Options {
         size_t n_expose;
         const char *script;
 } Options;
+
+/* A run (no --session): READY prints as the running status, and its port mappings also go with the result. */
+static bool one_shot;
+static char ready_ports[SBX_EXPOSE_MAX * 64 + 1];
 
 /* --timing: milliseconds since B_SESSION_OPEN was sent, to session_ready and to the first output. */
 static bool timing, timing_output_seen;
@@ -298,41 +303,6 @@ static void put_network(SbxMsg *m, const Options *o) {
                 sbx_msg_put_str(m, SBX_T_EXPOSE, o->expose[i]);
 }
 
-static int send_run(int fd, const Options *o) {
-        SbxMsg m;
-
-        sbx_msg_begin(&m, SBX_B_RUN);
-        sbx_msg_put_u64(&m, SBX_T_RUN_ID, o->run_id);
-        sbx_msg_put_str(&m, SBX_T_LANGUAGE, o->language);
-        sbx_msg_put(&m, SBX_T_CODE, o->code, o->code_len);
-        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, o->timeout_ms);
-        for (size_t i = 0; i < o->n_env; i++)
-                sbx_msg_put_str(&m, SBX_T_ENV, o->env[i]);
-        if (o->memory_mb)
-                sbx_msg_put_u32(&m, SBX_T_MEMORY_MB, o->memory_mb);
-        if (o->vcpus)
-                sbx_msg_put_u32(&m, SBX_T_VCPUS, o->vcpus);
-        if (o->accel)
-                sbx_msg_put_str(&m, SBX_T_ACCEL, o->accel);
-        put_network(&m, o);
-        int r = sbx_msg_send(&m, fd);
-        sbx_msg_done(&m);
-        return r;
-}
-
-static const char *phase_name(uint32_t p) {
-        switch (p) {
-        case SBX_PHASE_SETUP:
-                return "setup";
-        case SBX_PHASE_BOOTING:
-                return "booting";
-        case SBX_PHASE_RUNNING:
-                return "running";
-        default:
-                return "unknown";
-        }
-}
-
 /* Prints one value of a result/status frame as key=value. Returns -EBADMSG on a malformed value. */
 static int print_field(uint16_t tag, const uint8_t *v, uint32_t n) {
         static const struct {
@@ -435,31 +405,37 @@ static int handle_frame(uint8_t type, const uint8_t *p, size_t n) {
                         return -EIO;
                 return 0;
         }
-        case SBX_W_STATUS: {
-                uint32_t phase = 0;
-                fprintf(stderr, "status");
-                while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                        if (tag == SBX_T_PHASE) {
-                                if (sbx_tlv_u32(v, len, &phase) < 0)
-                                        return -EBADMSG;
-                                fprintf(stderr, " phase=%s", phase_name(phase));
-                        } else if (print_field(tag, v, len) < 0)
-                                return -EBADMSG;
-                }
-                fprintf(stderr, "\n");
-                return r < 0 ? r : 0;
-        }
         case SBX_W_RESULT:
         case SBX_W_ERROR:
                 fprintf(stderr, "%s", type == SBX_W_RESULT ? "result" : "error");
                 while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0)
                         if (print_field(tag, v, len) < 0)
                                 return -EBADMSG;
-                fprintf(stderr, "\n");
+                fprintf(stderr, "%s\n", one_shot && type == SBX_W_RESULT ? ready_ports : "");
                 if (r < 0)
                         return r;
                 return type == SBX_W_RESULT ? 1 : 2;
         case SBX_W_SESSION_READY:
+                if (one_shot) {
+                        /* As the broker sees it: the VM is up and the run's exec goes out. */
+                        fprintf(stderr, "status phase=running");
+                        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0)
+                                if (tag == SBX_T_QEMU_PID && print_field(tag, v, len) < 0)
+                                        return -EBADMSG;
+                        sbx_tlv_iter_init(&it, p, n);
+                        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
+                                if (tag == SBX_T_PORT_MAPPING) {
+                                        size_t k = strlen(ready_ports);
+                                        snprintf(ready_ports + k, sizeof ready_ports - k, " port_mapping='%.*s'",
+                                                 (int) len, (const char *) v);
+                                }
+                                if (tag != SBX_T_QEMU_PID && print_field(tag, v, len) < 0)
+                                        return -EBADMSG;
+                        }
+                        fprintf(stderr, "\n");
+                        return r < 0 ? r : 3;
+                }
+                __attribute__((fallthrough));
         case SBX_W_FILE_RESULT:
                 if (timing && type == SBX_W_SESSION_READY)
                         fprintf(stderr, "timing ready_ms=%.1f\n", timing_ms());
@@ -562,20 +538,8 @@ static int open_local(const char *local, bool for_write_into_vm, pid_t *ret_pid)
         return for_write_into_vm ? p[0] : p[1];
 }
 
-static int run_session(int fd, const Options *o) {
-        SbxFrameReader reader;
-        char *line = NULL;
-        size_t alloc = 0;
-        uint64_t exec_id = 0;
-        int r, ret = 0;
+static int send_open(int fd, const Options *o) {
         SbxMsg m;
-
-        FILE *f = fopen(o->script, "re");
-        if (!f) {
-                fprintf(stderr, "sbx-worker-client: %s: %m\n", o->script);
-                return 64;
-        }
-        sbx_frame_reader_init(&reader, SBX_WORKER_FRAME_MAX);
 
         sbx_msg_begin(&m, SBX_B_SESSION_OPEN);
         sbx_msg_put_u64(&m, SBX_T_RUN_ID, o->run_id);
@@ -593,8 +557,62 @@ static int run_session(int fd, const Options *o) {
         if (o->warm)
                 sbx_msg_put_u8(&m, SBX_T_WARM, 1);
         put_network(&m, o);
-        r = sbx_msg_send(&m, fd);
+        int r = sbx_msg_send(&m, fd);
         sbx_msg_done(&m);
+        return r;
+}
+
+static int send_exec(int fd, uint64_t id, const char *code, size_t code_len, uint32_t timeout_ms) {
+        SbxMsg m;
+
+        sbx_msg_begin(&m, SBX_B_EXEC);
+        sbx_msg_put_u64(&m, SBX_T_RUN_ID, id);
+        sbx_msg_put(&m, SBX_T_CODE, code, code_len);
+        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, timeout_ms);
+        int r = sbx_msg_send(&m, fd);
+        sbx_msg_done(&m);
+        return r;
+}
+
+/* One run: open, one exec, EOF. 0 after a result, 1 after an error frame, 2 otherwise. */
+static int run_once(int fd, const Options *o) {
+        SbxFrameReader reader;
+        int r;
+
+        one_shot = true;
+        sbx_frame_reader_init(&reader, SBX_WORKER_FRAME_MAX);
+        r = send_open(fd, o);
+        if (r >= 0)
+                r = session_wait(fd, &reader);
+        if (r == 3) {
+                r = send_exec(fd, o->run_id, o->code, o->code_len, o->timeout_ms);
+                /* If the send failed, the worker may have said why before it went away. */
+                r = session_wait(fd, &reader);
+        }
+        if (r < 0)
+                fprintf(stderr, "sbx-worker-client: worker connection: %s\n", strerror(-r));
+        else if (r != 1 && r != 2)
+                fprintf(stderr, "sbx-worker-client: worker connection: %s\n", r == 0 ? "closed" : "unexpected frame");
+        sbx_frame_reader_done(&reader);
+        return r == 1 ? 0 : r == 2 ? 1 : 2;
+}
+
+static int run_session(int fd, const Options *o) {
+        SbxFrameReader reader;
+        char *line = NULL;
+        size_t alloc = 0;
+        uint64_t exec_id = 0;
+        int r, ret = 0;
+        SbxMsg m;
+
+        FILE *f = fopen(o->script, "re");
+        if (!f) {
+                fprintf(stderr, "sbx-worker-client: %s: %m\n", o->script);
+                return 64;
+        }
+        sbx_frame_reader_init(&reader, SBX_WORKER_FRAME_MAX);
+
+        r = send_open(fd, o);
         if (r >= 0)
                 r = session_wait(fd, &reader);
         if (r != 3) {
@@ -621,10 +639,7 @@ static int run_session(int fd, const Options *o) {
                         continue;
                 }
                 if (strcmp(cmd, "close") == 0) {
-                        sbx_msg_begin(&m, SBX_B_CLOSE);
-                        r = sbx_msg_send(&m, fd);
-                        sbx_msg_done(&m);
-                        r = r < 0 ? r : session_wait(fd, &reader);
+                        r = shutdown(fd, SHUT_WR) < 0 ? -errno : session_wait(fd, &reader);
                         if (r != 0) {
                                 fprintf(stderr, "sbx-worker-client: expected EOF after close, got %d\n", r);
                                 ret = 2;
@@ -633,15 +648,12 @@ static int run_session(int fd, const Options *o) {
                 }
                 if (strcmp(cmd, "exec") == 0) {
                         size_t n = unescape(arg);
-                        sbx_msg_begin(&m, SBX_B_EXEC);
-                        sbx_msg_put_u64(&m, SBX_T_RUN_ID, ++exec_id);
-                        sbx_msg_put(&m, SBX_T_CODE, arg, n);
-                        sbx_msg_put_u32(&m, SBX_T_TIMEOUT_MS, o->timeout_ms);
-                        r = sbx_msg_send(&m, fd);
+                        r = send_exec(fd, ++exec_id, arg, n, o->timeout_ms);
                 } else if (strcmp(cmd, "list") == 0) {
                         sbx_msg_begin(&m, SBX_B_LIST);
                         sbx_msg_put_str(&m, SBX_T_PATH, arg);
                         r = sbx_msg_send(&m, fd);
+                        sbx_msg_done(&m);
                 } else if (strcmp(cmd, "write") == 0 || strcmp(cmd, "read") == 0) {
                         bool w = cmd[0] == 'w';
                         char *local = arg + strcspn(arg, " ");
@@ -662,13 +674,13 @@ static int run_session(int fd, const Options *o) {
                         if (w)
                                 sbx_msg_put_u32(&m, SBX_T_MODE, 0644);
                         r = sbx_msg_send_with_fd(&m, fd, pass);
+                        sbx_msg_done(&m);
                         close(pass); /* the worker has its own copy now */
                 } else {
                         fprintf(stderr, "sbx-worker-client: unknown script command: %s\n", cmd);
                         ret = 64;
                         goto out;
                 }
-                sbx_msg_done(&m);
                 if (r < 0) {
                         fprintf(stderr, "sbx-worker-client: sending the request failed: %s\n", strerror(-r));
                         /* The worker may have said why before it went away. */
@@ -711,8 +723,7 @@ out:
 }
 
 int main(int argc, char *argv[]) {
-        int sv[2], status, final = 0, r;
-        SbxFrameReader reader;
+        int sv[2], status;
         Options o;
 
         if (parse_options(argc, argv, &o) < 0)
@@ -732,78 +743,23 @@ int main(int argc, char *argv[]) {
         close(sv[1]);
         fprintf(stderr, "worker pid=%d\n", (int) pid);
 
-        if (o.session) {
-                int ret = run_session(sv[0], &o);
-                close(sv[0]);
-                while (waitpid(pid, &status, 0) < 0)
-                        if (errno != EINTR) {
-                                perror("waitpid");
-                                return 2;
-                        }
-                fprintf(stderr, "worker exit=%s%d\n", WIFEXITED(status) ? "" : "signal:",
-                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-                free(o.env);
-                free(o.domains);
-                for (size_t i = 0; i < o.n_expose; i++)
-                        free(o.expose[i]);
-                free(o.expose);
-                if (ret == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
-                        ret = 2;
-                return ret;
-        }
-
-        r = send_run(sv[0], &o);
-        if (r < 0)
-                fprintf(stderr, "sbx-worker-client: sending the run request failed: %s\n", strerror(-r));
-
-        sbx_frame_reader_init(&reader, SBX_WORKER_FRAME_MAX);
-        while (r >= 0) {
-                uint8_t type;
-                const uint8_t *payload;
-                size_t len;
-
-                r = sbx_frame_reader_next(&reader, &type, &payload, &len);
-                if (r > 0) {
-                        r = handle_frame(type, payload, len);
-                        if (r > 0 && final == 0)
-                                final = r;
-                        else if (r > 0) {
-                                fprintf(stderr, "sbx-worker-client: more than one final message\n");
-                                final = -1;
-                        }
-                        continue;
-                }
-                if (r < 0)
-                        break;
-                r = sbx_frame_reader_fill(&reader, sv[0]);
-                if (r == 0)
-                        break; /* the worker closed the connection */
-                if (r == -EINTR)
-                        r = 0;
-        }
-        if (r < 0)
-                fprintf(stderr, "sbx-worker-client: worker connection: %s\n", strerror(-r));
-        sbx_frame_reader_done(&reader);
+        int ret = o.session ? run_session(sv[0], &o) : run_once(sv[0], &o);
         close(sv[0]);
-
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR) {
                         perror("waitpid");
                         return 2;
                 }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (o.session || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 fprintf(stderr, "worker exit=%s%d\n", WIFEXITED(status) ? "" : "signal:",
                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-
         free(o.code);
         free(o.env);
         free(o.domains);
         for (size_t i = 0; i < o.n_expose; i++)
                 free(o.expose[i]);
         free(o.expose);
-        if (final == 1 && r >= 0)
-                return 0;
-        if (final == 2)
-                return 1;
-        return 2;
+        if (ret == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                ret = 2;
+        return ret;
 }

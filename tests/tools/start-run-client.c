@@ -7,7 +7,7 @@
  *
  * Calls org.sbx.Broker1.StartRun on $SBX_BUS_ADDRESS with stdout_fd and
  * stderr_fd set to one pipe (--cold: also warm_pool and snapshot false, so
- * the worker gets a plain B_RUN), prints "job PATH", reads BYTES of output
+ * the worker gets a cold open and one exec), prints "job PATH", reads BYTES of output
  * (all of it without --read; --echo copies it to stdout), prints "read N"
  * and closes its end of the pipe mid-stream. Then, with --disconnect, it
  * prints "disconnect" and exits (its bus connection goes away with the job

@@ -31,9 +31,9 @@ static void make_header(uint8_t h[static SBX_FRAME_HEADER_SIZE], uint32_t magic,
         put_le32(h + 8, len);
 }
 
-/* Builds a B_RUN frame with one item of every value type. */
+/* Builds a B_EXEC frame with one item of every value type. */
 static void build_run(SbxMsg *m, uint64_t run_id, const char *code) {
-        sbx_msg_begin(m, SBX_B_RUN);
+        sbx_msg_begin(m, SBX_B_EXEC);
         sbx_msg_put_u64(m, SBX_T_RUN_ID, run_id);
         sbx_msg_put_str(m, SBX_T_LANGUAGE, "python");
         sbx_msg_put(m, SBX_T_CODE, code, strlen(code));
@@ -128,7 +128,7 @@ static void test_roundtrip(void) {
         /* Header layout: "SBX1", version, type, flags 0, little-endian length. */
         ASSERT_TRUE(memcmp(m.data, "SBX1", 4) == 0);
         ASSERT_EQ(m.data[4], SBX_PROTO_VERSION);
-        ASSERT_EQ(m.data[5], SBX_B_RUN);
+        ASSERT_EQ(m.data[5], SBX_B_EXEC);
         ASSERT_EQ(m.data[6] | m.data[7], 0);
         ASSERT_EQ(m.data[8] | m.data[9] << 8 | m.data[10] << 16 | (uint32_t) m.data[11] << 24,
                   m.len - SBX_FRAME_HEADER_SIZE);
@@ -137,7 +137,7 @@ static void test_roundtrip(void) {
         ASSERT_EQ(sbx_frame_reader_next(&r, &type, &payload, &len), 0); /* empty */
         ASSERT_OK(sbx_frame_reader_feed(&r, m.data, m.len));
         ASSERT_EQ(sbx_frame_reader_next(&r, &type, &payload, &len), 1);
-        ASSERT_EQ(type, SBX_B_RUN);
+        ASSERT_EQ(type, SBX_B_EXEC);
         ASSERT_EQ(len, m.len - SBX_FRAME_HEADER_SIZE);
         check_run_payload(payload, len, UINT64_C(0x1122334455667788), "print('hi')\n");
         ASSERT_EQ(sbx_frame_reader_next(&r, &type, &payload, &len), 0);
@@ -211,7 +211,7 @@ static void test_byte_by_byte(void) {
                                 continue;
                         }
                         ASSERT_EQ(q, 1);
-                        ASSERT_EQ(type, SBX_B_RUN);
+                        ASSERT_EQ(type, SBX_B_EXEC);
                         check_run_payload(payload, len, (uint64_t) i + 1, codes[i]);
                         ASSERT_EQ(sbx_frame_reader_next(&r, &type, &payload, &len), 0);
                         ASSERT_LE(r.alloc, SBX_FRAME_HEADER_SIZE + SBX_GUEST_FRAME_MAX + 4096);
@@ -263,7 +263,7 @@ static void test_bad_headers(void) {
         expect_broken(h, SBX_GUEST_FRAME_MAX);
         make_header(h, SBX_FRAME_MAGIC, SBX_PROTO_VERSION, SBX_W_OUTPUT, 0, SBX_WORKER_FRAME_MAX + 1);
         expect_broken(h, SBX_WORKER_FRAME_MAX);
-        make_header(h, SBX_FRAME_MAGIC, SBX_PROTO_VERSION, SBX_B_RUN, 0, SBX_HOST_FRAME_MAX + 1);
+        make_header(h, SBX_FRAME_MAGIC, SBX_PROTO_VERSION, SBX_B_EXEC, 0, SBX_HOST_FRAME_MAX + 1);
         expect_broken(h, SBX_HOST_FRAME_MAX);
         make_header(h, SBX_FRAME_MAGIC, SBX_PROTO_VERSION, SBX_G_OUTPUT, 0, UINT32_MAX);
         expect_broken(h, SBX_GUEST_FRAME_MAX);
@@ -425,7 +425,7 @@ static void test_msg_limits(void) {
         _cleanup_free_ uint8_t *big = calloc(1, SBX_HOST_FRAME_MAX);
 
         ASSERT_NOT_NULL(big);
-        sbx_msg_begin(&m, SBX_B_RUN);
+        sbx_msg_begin(&m, SBX_B_EXEC);
         sbx_msg_put(&m, SBX_T_CODE, big, SBX_HOST_FRAME_MAX - SBX_TLV_HEADER_SIZE);
         ASSERT_OK(sbx_msg_finish(&m));
         ASSERT_EQ(m.len, SBX_FRAME_HEADER_SIZE + SBX_HOST_FRAME_MAX);
@@ -438,7 +438,7 @@ static void test_msg_limits(void) {
         sbx_msg_done(&m);
         ASSERT_NULL(m.data);
 
-        sbx_msg_begin(&m, SBX_B_RUN);
+        sbx_msg_begin(&m, SBX_B_EXEC);
         sbx_msg_put(&m, SBX_T_CODE, big, (size_t) UINT32_MAX + 1);
         ASSERT_ERROR(sbx_msg_finish(&m), E2BIG);
         sbx_msg_done(&m);
