@@ -173,7 +173,7 @@ static int handle_result(Job *j, const uint8_t *p, size_t n) {
                 /* The boot happened before the request existed. */
                 j->result.boot_ms = 0;
                 j->result.setup_ms = 0;
-        } else if (j->via_session) {
+        } else {
                 j->result.snapshot_tier = j->ready.restored ? "l1" : "cold";
                 j->result.boot_ms = j->ready.restored ? j->ready.restore_ms : j->ready.boot_ms;
                 j->result.setup_ms = j->ready.setup_ms;
@@ -192,7 +192,7 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
 
         switch (type) {
         case SBX_W_SESSION_READY:
-                if (!j->via_session || j->vm_ready)
+                if (j->pooled || j->vm_ready) /* a pool VM was ready before the run took it */
                         return -EBADMSG;
                 r = worker_ready_parse(p, n, &j->ready);
                 if (r < 0)
@@ -317,7 +317,6 @@ int job_start(Job *j) {
                 return r;
         }
         /* A VM with a NIC has other devices than the snapshot's: always a fresh boot. */
-        j->via_session = true;
         r = job_send_session_open(j, b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req));
         if (r < 0) {
                 job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));

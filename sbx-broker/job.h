@@ -45,7 +45,6 @@ struct Job {
         AdmissionWaiter waiter; /* while it waits for room */
         bool pooled; /* runs in a warm pool VM */
         PoolHit hit;
-        bool via_session; /* a VM of its own in session mode: restored from L1 when it can be */
         bool vm_ready;
         WorkerReady ready;
         sd_event_source *timer;  /* output drain deadline */
