@@ -19,7 +19,8 @@ typedef struct RunResult {
         uint64_t cpu_ms, mem_peak_mb, cpu_throttled;
         bool timed_out, stdout_truncated, stderr_truncated;
         const char *accel;
-        const char *message; /* optional */
+        const char *cgroup_mode; /* optional: vm_cgroup_limits_mode() */
+        const char *message;     /* optional */
         bool have_state_reset, state_reset; /* session execs only */
         char *const *port_mappings; /* SBX_T_PORT_MAPPING, one each */
         size_t n_port_mappings;

@@ -246,6 +246,7 @@ static void session_exec_done(Session *s, const GuestExit *e) {
                 .stdout_truncated = w->stdout_truncated,
                 .stderr_truncated = w->stderr_truncated,
                 .accel = sbx_accel_to_string(w->accel),
+                .cgroup_mode = stats.limits_mode,
                 .message = message,
                 .have_state_reset = true,
                 .state_reset = e->state_reset,

@@ -189,6 +189,7 @@ static void worker_succeed(Worker *w, int32_t exit_code, uint64_t exec_ms, bool 
                 .stdout_truncated = w->stdout_truncated,
                 .stderr_truncated = w->stderr_truncated,
                 .accel = sbx_accel_to_string(w->accel),
+                .cgroup_mode = stats.limits_mode,
                 .message = message,
                 .port_mappings = w->net.mappings,
                 .n_port_mappings = w->net.n_hostfwd,
