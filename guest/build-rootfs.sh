@@ -53,6 +53,10 @@ if [[ ! -f "$cached" ]]; then
            "$tree"/var/cache/apt/* "$tree"/var/lib/apt/lists/* "$tree"/var/log/*
     find "$tree/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'locale.alias' -exec rm -rf {} + 2>/dev/null || true
 
+    # No setuid or setgid programs (su, mount, passwd, ...): nothing in the sandbox may become
+    # root or another group through exec, independent of no_new_privs in the agent.
+    find "$tree" -xdev -type f -perm /6000 -exec chmod ug-s {} +
+
     mkfs.erofs --quiet -zlz4hc "$cached.tmp" "$tree" --exclude-path=.debootstrap-done
     mv "$cached.tmp" "$cached"
 fi

@@ -74,7 +74,7 @@ typedef enum SbxMsgType {
         /* worker -> broker */
         SBX_W_OUTPUT = 161, /* STREAM, DATA */
         SBX_W_RESULT = 162, /* EXIT_CODE, EXEC_MS, CPU_MS, MEM_PEAK_MB, CPU_THROTTLED, TIMED_OUT, STDOUT_TRUNC,
-                               STDERR_TRUNC, ACCEL, STATE_RESET, MESSAGE (timeout reason) */
+                               STDERR_TRUNC, ACCEL, CGROUP_MODE, STATE_RESET, MESSAGE (timeout reason) */
         SBX_W_ERROR = 163,  /* ERROR_KIND, MESSAGE: the VM is gone */
         SBX_W_SESSION_READY = 164, /* BOOT_MS, SETUP_MS, ACCEL, QEMU_PID, WARM, SNAPSHOT_TIER, RESTORE_MS,
                                       SNAPSHOT_SAVED, SNAPSHOT_NOTE, PORT_MAPPING* */
@@ -132,6 +132,8 @@ typedef enum SbxTag {
         SBX_T_EXPOSE = 56,         /* string, repeated: "INTERNAL:EXTERNAL/tcp|udp", EXTERNAL 0 = picked */
         /* In W_SESSION_READY: one per exposed port, as bound. */
         SBX_T_PORT_MAPPING = 57,   /* string: "tcp INTERNAL 127.0.0.1:EXTERNAL" */
+        /* In W_RESULT: whether the VM's memory and pids limits were in place, and in which hierarchy. */
+        SBX_T_CGROUP_MODE = 58,    /* string: "v2" | "v1" | "none" */
 } SbxTag;
 
 typedef enum SbxFileStatus {

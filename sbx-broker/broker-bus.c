@@ -102,6 +102,10 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_append(reply, "{sv}", "worker_mode", "s", b->config.worker_socket ? "socket" : "spawn");
         if (r < 0)
                 return r;
+        /* Whether VMs get their memory and pids limits: what the most recent VM result said. */
+        r = sd_bus_message_append(reply, "{sv}", "cgroup_mode", "s", worker_cgroup_mode_last());
+        if (r < 0)
+                return r;
         /* The snapshot cache: "embedded" (our sbx-cache child: its pid, 0 while it restarts, and how
          * often it had to be restarted) or "socket" (a system sbx-cache, cache_socket). */
         bool own_cache = !(b->config.cache_socket && *b->config.cache_socket);

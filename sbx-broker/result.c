@@ -62,6 +62,24 @@ static int parse_flag(const uint8_t *v, uint32_t len, bool *ret) {
         return r;
 }
 
+static const char *last_cgroup_mode = "unknown";
+
+const char *worker_cgroup_mode_last(void) {
+        return last_cgroup_mode;
+}
+
+/* SBX_T_CGROUP_MODE: one of the three names, kept as a static string. */
+static int parse_cgroup_mode(const uint8_t *v, uint32_t len, const char **ret) {
+        static const char *const modes[] = { "v2", "v1", "none" };
+
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++)
+                if (len == strlen(modes[i]) && memcmp(v, modes[i], len) == 0) {
+                        *ret = modes[i];
+                        return 0;
+                }
+        return -EBADMSG;
+}
+
 static int parse_str(const uint8_t *v, uint32_t len, size_t max, char **field) {
         free(*field);
         *field = NULL;
@@ -115,6 +133,9 @@ int run_result_parse(RunResult *res, const uint8_t *p, size_t n) {
                 case SBX_T_ACCEL:
                         r = parse_str(v, len, 16, &res->accel);
                         break;
+                case SBX_T_CGROUP_MODE:
+                        r = parse_cgroup_mode(v, len, &res->cgroup_mode);
+                        break;
                 case SBX_T_MESSAGE:
                         r = parse_str(v, len, SBX_MESSAGE_MAX, &res->message);
                         break;
@@ -131,6 +152,8 @@ int run_result_parse(RunResult *res, const uint8_t *p, size_t n) {
                 return r;
         if (res->timed_out)
                 res->exit_code = -1;
+        if (res->cgroup_mode)
+                last_cgroup_mode = res->cgroup_mode;
         return 0;
 }
 
@@ -166,6 +189,7 @@ int run_result_append(sd_bus_message *m, const RunResult *res, const OutputCaptu
             (r = append_u64(m, "external_memory_peak_mb", res->mem_peak_mb)) < 0 ||
             (r = append_u64(m, "external_cpu_nr_throttled", res->cpu_throttled)) < 0 ||
             (r = sd_bus_message_append(m, "{sv}", "accel", "s", res->accel ?: accel_default)) < 0 ||
+            (r = sd_bus_message_append(m, "{sv}", "cgroup_mode", "s", res->cgroup_mode ?: "none")) < 0 ||
             (r = append_bool(m, "warm_pool_hit", res->warm_pool_hit)) < 0 ||
             (r = sd_bus_message_append(m, "{sv}", "snapshot_tier", "s", res->snapshot_tier ?: "cold")) < 0)
                 return r;

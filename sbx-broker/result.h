@@ -35,6 +35,7 @@ typedef struct RunResult {
         uint64_t exec_ms, boot_ms, setup_ms, cpu_ms, mem_peak_mb, cpu_throttled;
         char *accel;
         char *message;
+        const char *cgroup_mode; /* "v2", "v1", "none"; NULL when the worker did not say */
         /* Set by the broker, not the worker: */
         bool warm_pool_hit;
         const char *snapshot_tier; /* "warm", "l1" or "cold" (NULL) */
@@ -54,6 +55,10 @@ int worker_ready_parse(const uint8_t *payload, size_t n, WorkerReady *ret);
 
 void run_result_done(RunResult *r);
 int run_result_parse(RunResult *r, const uint8_t *payload, size_t n);
+/* The cgroup mode of the most recent W_RESULT parsed that carried one, "unknown" before that: what
+ * GetStatus reports. The broker cannot know it better without a VM: it depends on the worker's own
+ * cgroup, its privileges and cgroup_parent. */
+const char *worker_cgroup_mode_last(void);
 /* The timeout reason goes into stderr; the VM is gone by then (one-shot) or its interpreter restarted (session). */
 void run_result_note_timeout(const RunResult *r, OutputCapture *err, char *buf, size_t size);
 /* Appends the result keys (not the dictionary's open/close). */

@@ -34,6 +34,8 @@ int broker_send_result(FramedConn *c, const RunResult *result) {
         sbx_msg_put_u8(&m, SBX_T_STDOUT_TRUNC, result->stdout_truncated);
         sbx_msg_put_u8(&m, SBX_T_STDERR_TRUNC, result->stderr_truncated);
         sbx_msg_put_str(&m, SBX_T_ACCEL, result->accel);
+        if (result->cgroup_mode)
+                sbx_msg_put_str(&m, SBX_T_CGROUP_MODE, result->cgroup_mode);
         if (result->message)
                 sbx_msg_put_str(&m, SBX_T_MESSAGE, result->message);
         sbx_msg_put_u8(&m, SBX_T_STATE_RESET, result->state_reset);

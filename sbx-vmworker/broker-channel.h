@@ -20,7 +20,8 @@ typedef struct RunResult {
         uint64_t cpu_ms, mem_peak_mb, cpu_throttled;
         bool timed_out, stdout_truncated, stderr_truncated;
         const char *accel;
-        const char *message; /* optional */
+        const char *cgroup_mode; /* optional: vm_cgroup_limits_mode() */
+        const char *message;     /* optional */
         bool state_reset;
 } RunResult;
 

@@ -214,6 +214,7 @@ static bool v2_is_alone(const char *dir) {
 }
 
 static void vm_cgroup_set_limits_v1(VmCgroup *cg, uint32_t memory_mb, uint32_t vcpus) {
+        bool memory = false, pids = false;
         char v[64];
         int r;
 
@@ -222,6 +223,7 @@ static void vm_cgroup_set_limits_v1(VmCgroup *cg, uint32_t memory_mb, uint32_t v
                 r = cgroup_write(cg->dirs[CGROUP_ROLE_MEMORY], "memory.limit_in_bytes", v);
                 if (r < 0)
                         log_warning_errno(r, "Failed to set the VM's memory limit: %m");
+                memory = r >= 0;
                 /* No swap either, where swap accounting exists. */
                 (void) cgroup_write(cg->dirs[CGROUP_ROLE_MEMORY], "memory.memsw.limit_in_bytes", v);
         }
@@ -230,7 +232,9 @@ static void vm_cgroup_set_limits_v1(VmCgroup *cg, uint32_t memory_mb, uint32_t v
                 r = cgroup_write(cg->dirs[CGROUP_ROLE_PIDS], "pids.max", v);
                 if (r < 0)
                         log_warning_errno(r, "Failed to set the VM's pids.max: %m");
+                pids = r >= 0;
         }
+        cg->limited = memory && pids;
         if (cg->dirs[CGROUP_ROLE_CPU]) {
                 snprintf(v, sizeof v, "%u", VM_CPU_PERIOD_USEC);
                 r = cgroup_write(cg->dirs[CGROUP_ROLE_CPU], "cpu.cfs_period_us", v);
@@ -251,11 +255,13 @@ static void vm_cgroup_set_limits_v2(VmCgroup *cg, uint32_t memory_mb, uint32_t v
         r = cgroup_write(dir, "memory.max", v);
         if (r < 0)
                 log_warning_errno(r, "Failed to set the VM's memory.max: %m");
+        cg->limited = r >= 0;
         (void) cgroup_write(dir, "memory.swap.max", "0");
         snprintf(v, sizeof v, "%u", VM_PIDS_MAX);
         r = cgroup_write(dir, "pids.max", v);
         if (r < 0)
                 log_warning_errno(r, "Failed to set the VM's pids.max: %m");
+        cg->limited = cg->limited && r >= 0;
         snprintf(v, sizeof v, "%" PRIu64 " %u", ((uint64_t) vcpus + 1) * VM_CPU_PERIOD_USEC, VM_CPU_PERIOD_USEC);
         r = cgroup_write(dir, "cpu.max", v);
         if (r < 0)
@@ -454,15 +460,24 @@ int vm_cgroup_attach(VmCgroup *cg, pid_t pid) {
                         log_warning_errno(r, "Failed to move QEMU into %s: %m", cg->dirs[role]);
                         if (cg->dirs[role] == bpf_dir)
                                 ret = r;
+                        /* v2 keeps everything in the memory role's directory. */
+                        if (role == CGROUP_ROLE_MEMORY || role == CGROUP_ROLE_PIDS)
+                                cg->limited = false;
                 }
         }
         return ret;
 }
 
+const char *vm_cgroup_limits_mode(const VmCgroup *cg) {
+        if (!cg->limited)
+                return "none";
+        return cg->mode == CGROUP_V2 ? "v2" : cg->mode == CGROUP_V1 ? "v1" : "none";
+}
+
 void vm_cgroup_read_stats(const VmCgroup *cg, VmCgroupStats *ret) {
         uint64_t v;
 
-        *ret = (VmCgroupStats) {};
+        *ret = (VmCgroupStats) { .limits_mode = vm_cgroup_limits_mode(cg) };
         if (cg->mode == CGROUP_V2) {
                 const char *dir = cg->dirs[CGROUP_ROLE_MEMORY];
                 if (cgroup_read_u64(dir, "cpu.stat", "usage_usec", &v) >= 0)
@@ -534,6 +549,7 @@ void vm_cgroup_destroy(VmCgroup *cg) {
                 cg->dirs[role] = NULL;
         }
         cg->mode = CGROUP_NONE;
+        cg->limited = false;
 }
 
 /* Removes vm-<id>-<pid> children of base whose worker pid is gone. */

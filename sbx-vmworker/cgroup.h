@@ -39,6 +39,8 @@ typedef struct VmCgroup {
         /* v1: one directory per role (NULL when that controller is missing or shares a hierarchy with an
          * earlier role); v2: only [CGROUP_ROLE_MEMORY] is set and serves all roles. */
         char *dirs[_CGROUP_ROLE_MAX];
+        /* The memory and pids limits are set and QEMU went into their cgroups (vm_cgroup_limits_mode()). */
+        bool limited;
         /* From vm_cgroup_open_procs(): each dir's cgroup.procs open for writing, so that attaching needs
          * no open() for writing (the worker's seccomp filter allows read-only opens only). */
         bool procs_open;
@@ -49,6 +51,7 @@ typedef struct VmCgroupStats {
         uint64_t cpu_usec;
         uint64_t memory_peak_bytes;
         uint64_t nr_throttled;
+        const char *limits_mode; /* vm_cgroup_limits_mode() */
 } VmCgroupStats;
 
 /* Creates the VM's cgroups and sets memory = memory_mb + overhead, pids.max,
@@ -63,7 +66,10 @@ int vm_cgroup_attach(VmCgroup *cg, pid_t pid);
 /* The VM's cgroup2 directory (v2: its cgroup; v1: the controller-less /sys/fs/cgroup/unified one), for
  * cgroup BPF programs; NULL when there is none. */
 const char *vm_cgroup_bpf_dir(const VmCgroup *cg);
-/* All zero without cgroups. */
+/* "v2" or "v1" when the VM's memory and pids limits are in place in cgroups of that version (limits
+ * written, QEMU attached); "none" otherwise: no cgroups, a controller missing, or a write refused. */
+const char *vm_cgroup_limits_mode(const VmCgroup *cg);
+/* All zero (limits_mode "none") without cgroups. */
 void vm_cgroup_read_stats(const VmCgroup *cg, VmCgroupStats *ret);
 /* Kills whatever is left inside, waits until empty, removes the directories. Idempotent. */
 void vm_cgroup_destroy(VmCgroup *cg);

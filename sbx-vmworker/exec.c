@@ -138,6 +138,7 @@ static void exec_finish(Worker *w, const GuestExit *ge) {
                 .stdout_truncated = e->stdout_truncated,
                 .stderr_truncated = e->stderr_truncated,
                 .accel = sbx_accel_to_string(w->accel),
+                .cgroup_mode = stats.limits_mode,
                 .message = message,
                 .state_reset = ge->state_reset,
         };

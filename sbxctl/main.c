@@ -63,6 +63,14 @@ static int cmd_status(sd_bus *bus, int argc, char **argv) {
         if (sbx_dict_find(reply, "worker_mode", "s") > 0 && sd_bus_message_read(reply, "s", &s) >= 0)
                 printf("workers:     %s\n", strcmp(s, "socket") == 0 ? "socket-activated (systemd)"
                                                                        : "spawned by the broker (embedded)");
+        if (sbx_dict_find(reply, "cgroup_mode", "s") > 0 && sd_bus_message_read(reply, "s", &s) >= 0) {
+                if (strcmp(s, "v2") == 0 || strcmp(s, "v1") == 0)
+                        printf("cgroups:     %s, memory and pids limits per VM (as the last VM reported)\n", s);
+                else if (strcmp(s, "none") == 0)
+                        printf("cgroups:     none: VMs run without memory and pids limits (as the last VM reported)\n");
+                else
+                        printf("cgroups:     %s (no VM has finished yet)\n", s);
+        }
         if (sbx_dict_find(reply, "cache_mode", "s") > 0 && sd_bus_message_read(reply, "s", &s) >= 0) {
                 if (strcmp(s, "socket") == 0)
                         printf("snapshots:   sbx-cache.socket (cache_socket)\n");

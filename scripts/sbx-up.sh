@@ -17,10 +17,15 @@ running() { [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 if [[ $stop -eq 1 ]]; then
     if running; then
-        # The broker is the bus's child through activation; stop it first so it cancels its VMs.
+        # Stop the broker first so it cancels its VMs. The bus activates it on the first call
+        # (and again after a crash), so the bus, not a file, knows the pid of the one that runs.
         source "$envfile"
-        pkill -TERM -f "$build/sbx-broker/sbx-broker" 2>/dev/null || true
-        sleep 0.5
+        broker=$(busctl --address="$SBX_BUS_ADDRESS" call org.freedesktop.DBus /org/freedesktop/DBus \
+            org.freedesktop.DBus GetConnectionUnixProcessID s org.sbx.Broker1 2>/dev/null | sed -n 's/^u //p') || true
+        if [[ -n "$broker" ]]; then
+            kill -TERM "$broker" 2>/dev/null || true
+            for _ in $(seq 100); do kill -0 "$broker" 2>/dev/null || break; sleep 0.1; done
+        fi
         kill "$(cat "$pidfile")" 2>/dev/null || true
     fi
     rm -f "$pidfile" "$envfile"

@@ -5,6 +5,7 @@
 #include <linux/random.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -215,6 +216,30 @@ _noreturn_ static void child_fail(int report_fd, const char *step) {
         _exit(127);
 }
 
+/* Empties the capability bounding set, so nothing the code executes can gain a capability back,
+ * whatever file capabilities or setuid bits it finds. Needs CAP_SETPCAP: call it while still root. */
+static int drop_bounding_set(void) {
+        char buf[16];
+        unsigned long last;
+        char *end;
+        int r;
+
+        r = read_small_file("/proc/sys/kernel/cap_last_cap", buf, sizeof buf);
+        if (r < 0)
+                return r;
+        errno = 0;
+        last = strtoul(buf, &end, 10);
+        if (errno != 0 || end == buf || last > 63)
+                return -EINVAL;
+        for (unsigned long cap = 0; cap <= last; cap++) {
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+                        return -errno;
+                if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 0)
+                        return -EPERM;
+        }
+        return 0;
+}
+
 _noreturn_ static void child_run(char *const argv[], char *const envp[], int null_fd, int out_fd, int err_fd,
                                  const int extra_fds[], size_t n_extra, int report_fd) {
         static const struct {
@@ -268,6 +293,11 @@ _noreturn_ static void child_run(char *const argv[], char *const envp[], int nul
                         child_fail(report_fd, "setrlimit");
         }
 
+        int r = drop_bounding_set();
+        if (r < 0) {
+                errno = -r;
+                child_fail(report_fd, "capbset");
+        }
         if (setgroups(0, NULL) < 0 || setgid(SBX_GUEST_GID) < 0 || setuid(SBX_GUEST_UID) < 0)
                 child_fail(report_fd, "setuid");
         /* Never run user code as root, whatever happened above. */

@@ -14,10 +14,10 @@ start_bus
 "$SBXCTL" status >/dev/null || { echo "soak: the broker did not start"; exit 1; }
 "$SBXCTL" pool set python="$pool" javascript="$pool" raw="$pool" >/dev/null
 echo "soak: $runs runs at concurrency $conc, warm pool $pool per language, $(nproc) CPUs"
-# sbx-cache is the broker's child (embedded mode): its RSS and fds, read from /proc.
+# sbx-cache is the broker's child (embedded mode): its pid from GetStatus, its RSS and fds from /proc.
 cache_stats() {
     local pid
-    pid=$(pgrep -f "^$BUILD/sbx-cache/sbx-cache" | head -n1)
+    pid=$("$SBXCTL" status --json 2>/dev/null | jq -r '.cache_pid // 0 | select(. > 0)')
     [[ -n "$pid" ]] || { echo "- -"; return; }
     echo "$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status) $(ls /proc/$pid/fd | wc -l) $pid"
 }

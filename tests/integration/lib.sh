@@ -23,13 +23,20 @@ start_bus() {
     export BUSCTL="busctl --address=$SBX_BUS_ADDRESS"
 }
 
-broker_pid() { pgrep -f "^$BUILD/sbx-broker/sbx-broker" | head -n1; }
+# The broker is whoever owns org.sbx.Broker1 on our bus: the bus knows its pid. Asking
+# does not activate it (empty output when no broker runs).
+broker_pid() {
+    [[ -n "$_bus_pid" ]] || return 0
+    $BUSCTL call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+        GetConnectionUnixProcessID s org.sbx.Broker1 2>/dev/null | sed -n 's/^u //p'
+}
 
 stop_bus() {
     local bp
     bp=$(broker_pid)
     [[ -n "$bp" ]] && kill -TERM "$bp" 2>/dev/null
-    for _ in $(seq 50); do [[ -z "$(broker_pid)" ]] && break; sleep 0.1; done
+    # It gives up the name before it exits: wait for the process itself.
+    for _ in $(seq 50); do [[ -n "$bp" ]] && kill -0 "$bp" 2>/dev/null || break; sleep 0.1; done
     [[ -n "$_bus_pid" ]] && kill "$_bus_pid" 2>/dev/null
     _bus_pid=""
 }
@@ -60,8 +67,56 @@ busctl_run() {
 bus_error_is() { grep -q "error-name=org.sbx.Error.$1 " "$TMP/bus.err"; }
 
 # Processes and files a run may leave behind; all must be gone after each run.
-qemu_pids() { pgrep -f "qemu-system-x86_64.*$KERNEL" || true; }
-worker_pids() { pgrep -f "^$BUILD/sbx-vmworker/sbx-vmworker" || true; }
+# Workers and QEMUs are found by pid: the descendants of this test and of the broker on its bus
+# (the bus activates it, but it is not the bus's child), recorded with their start time in
+# $TMP/pids as they are seen, so one orphaned by a killed broker stays visible and a reused pid
+# is not mistaken for it.
+# _identity PID: "START KIND" of PID: the kernel's start time (field 22 of /proc/PID/stat) and
+# worker, qemu or other by its name; fails for a zombie or a process that is gone.
+_identity() {
+    local stat comm kind=other
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+    comm=${stat#*(}; comm=${comm%)*}
+    stat=${stat##*) }
+    set -- $stat
+    [[ $1 != Z ]] || return 1
+    case "$comm" in
+        sbx-vmworker) kind=worker ;;
+        qemu-system-x86*) kind=qemu ;;
+    esac
+    echo "${20} $kind"
+}
+# _track: records the workers and QEMUs below this test and its broker not recorded yet.
+_track() {
+    local pid id
+    ps -e -o pid=,ppid= | awk -v roots="$$ $(broker_pid)" '
+        { kids[$2] = kids[$2] " " $1 }
+        END {
+            n = split(roots, queue, " ")
+            for (i = 1; i <= n; i++) {
+                m = split(kids[queue[i]], k, " ")
+                for (j = 1; j <= m; j++) queue[++n] = k[j]
+                if (i > 1) print queue[i]
+            }
+        }' | while read -r pid; do
+        id=$(_identity "$pid") || continue
+        [[ $id == *" other" ]] && continue
+        grep -qx "$pid $id" "$TMP/pids" 2>/dev/null || echo "$pid $id" >>"$TMP/pids"
+    done
+}
+# _live KIND: "PID START" of each recorded process of KIND (worker, qemu) that still runs.
+_live() {
+    local pid start kind
+    _track
+    [[ -f "$TMP/pids" ]] || return 0
+    while read -r pid start kind; do
+        [[ $kind == "$1" && "$(_identity "$pid")" == "$start $kind" ]] && echo "$pid $start"
+    done <"$TMP/pids"
+}
+qemu_pids() { _live qemu | cut -d' ' -f1; }
+worker_pids() { _live worker | cut -d' ' -f1; }
+# The QEMU started last.
+newest_qemu_pid() { _live qemu | sort -k2,2n | tail -n1 | cut -d' ' -f1; }
 # VM cgroups are named vm-<run>-<worker pid>: one whose worker is gone is a leak
 # (a live one may belong to another run on the same machine). The memory
 # hierarchy may nest them below the caller's own cgroup, hence the depth.

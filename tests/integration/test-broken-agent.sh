@@ -33,7 +33,9 @@ has_owner() {
     [[ "$($BUSCTL call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus NameHasOwner s org.sbx.Broker1 2>/dev/null)" == "b true" ]]
 }
 for _ in $(seq 600); do has_owner && break; kill -0 "$BROKER" 2>/dev/null || break; sleep 0.1; done
-check "a broker with the broken initramfs is up" bash -c "[ \"\$(pgrep -f '^$BUILD/sbx-broker/sbx-broker' | head -n1)\" = $BROKER ] && '$SBXCTL' status >/dev/null"
+# The broker that owns the name is ours, and it answers.
+ours_answers() { [[ "$(broker_pid)" == "$BROKER" ]] && "$SBXCTL" status >/dev/null; }
+check "a broker with the broken initramfs is up" ours_answers
 [[ "$(broker_pid)" == "$BROKER" ]] || { diag "$(cat "$TMP/broker.log")"; finish; }
 
 # run_mode MODE TIMEOUT_S: one run of the broken agent; result or error in $TMP/out.json, seconds in $ELAPSED.
@@ -48,8 +50,7 @@ error_is() { [[ "$(jget '.error // empty' 2>/dev/null)" == "org.sbx.Error.$1" ]]
 # after MODE BOUND: the common checks after each mode.
 after() {
     check "  $1: ended within $2 s (took $ELAPSED s)" [ "$ELAPSED" -le "$2" ]
-    check "  $1: the broker is still the same process and answers" \
-        bash -c "[ \"\$(pgrep -f '^$BUILD/sbx-broker/sbx-broker' | head -n1)\" = $BROKER ] && '$SBXCTL' status >/dev/null"
+    check "  $1: the broker is still the same process and answers" ours_answers
     check_no_leaks "mode $1"
 }
 show() { diag "rc=$RC $(head -c 600 "$TMP/out.json") $(head -c 300 "$TMP/err.txt")"; }

@@ -176,7 +176,12 @@ out=$("$SBX" run 'print("after the full disk")' 2>/dev/null)
 check "the next run works" [ "$out" = "after the full disk" ]
 
 # ---- SIGKILL of sbx-cache mid-run ----
-cache_pid() { pgrep -f "^$BUILD/sbx-cache/sbx-cache" | head -n1; }
+# The pid GetStatus reports, when that process runs as the broker's child.
+cache_pid() {
+    local pid
+    pid=$("$SBXCTL" status --json 2>/dev/null | jq -r '.cache_pid // 0 | select(. > 0)')
+    [[ -n "$pid" && "$(ps -o ppid= -p "$pid" | tr -d ' ')" == "$(broker_pid)" ]] && echo "$pid"
+}
 CACHE_DIR="$BUILD/state/cache/l1"
 cache_tmps() { find "$CACHE_DIR" -mindepth 1 -maxdepth 1 -name '*.tmp-*' 2>/dev/null; }
 old_cache=$(cache_pid)

@@ -10,7 +10,9 @@ kill_mid_run() {
     local cli=$!
     local deadline=$((SECONDS + 60))
     while [[ $SECONDS -lt $deadline ]] && ! grep -q started "$TMP/o"; do sleep 0.2; done
-    if [[ $what == worker ]]; then pkill -KILL -f "^$BUILD/sbx-vmworker/sbx-vmworker"; else pkill -KILL -f "qemu-system-x86_64.*$KERNEL"; fi
+    local victims
+    if [[ $what == worker ]]; then victims=$(worker_pids); else victims=$(qemu_pids); fi
+    [[ -n "$victims" ]] && kill -KILL $victims
     wait $cli; RC=$?
 }
 

@@ -40,6 +40,35 @@ check "the result reports the accelerator" [ "$(jget .accel)" = "tcg" -o "$(jget
 check "the result carries timings" [ "$(jget .timing_boot_ms)" -gt 0 -a "$(jget .timing_total_ms)" -ge "$(jget .timing_boot_ms)" ]
 diag "boot $(jget .timing_boot_ms) ms, exec $(jget .execution_time_ms) ms, total $(jget .timing_total_ms) ms, accel $(jget .accel)"
 
+# Whether the VM had its memory and pids limits, as this host gives them to a worker of the
+# embedded mode (the broker's uid): none without cgroup_parent or root; v2 where /sys/fs/cgroup is
+# cgroup2 and our cgroup offers memory and pids; v1 where those v1 hierarchies are mounted.
+expected_cgroup_mode() {
+    local parent own
+    parent=$(sed -n 's/^[[:space:]]*cgroup_parent[[:space:]]*=[[:space:]]*//p' "$BUILD/sbx.conf" | tail -n1)
+    grep -q '^[[:space:]]*cgroup_parent[[:space:]]*=' "$BUILD/sbx.conf" || parent=sbx
+    if [[ -z "$parent" || $(id -u) -ne 0 ]]; then
+        echo none
+    elif [[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]]; then
+        own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+        if grep -qw memory "/sys/fs/cgroup$own/cgroup.controllers" && grep -qw pids "/sys/fs/cgroup$own/cgroup.controllers"; then
+            echo v2
+        else
+            echo none
+        fi
+    elif [[ $(stat -fc %T /sys/fs/cgroup/memory 2>/dev/null) == cgroupfs && $(stat -fc %T /sys/fs/cgroup/pids 2>/dev/null) == cgroupfs ]]; then
+        echo v1
+    else
+        echo none
+    fi
+}
+want_cgroups=$(expected_cgroup_mode)
+mode=$(jget .cgroup_mode)
+check "the result says whether the VM had cgroup limits (cgroup_mode $mode: v2, v1 or none)" \
+    [ "$mode" = v2 -o "$mode" = v1 -o "$mode" = none ]
+check "  as this host gives them ($want_cgroups)" [ "$mode" = "$want_cgroups" ]
+check "  and GetStatus reports the same" [ "$("$SBXCTL" status --json | jq -r .cgroup_mode)" = "$mode" ]
+
 # QEMU itself, seen from the host while a run is going: not root, no capabilities, and in mount,
 # IPC, network and PID namespaces of its own (this VM has no NIC).
 "$SBX" run 'import time; time.sleep(5)' >/dev/null 2>&1 &
@@ -60,6 +89,7 @@ wait $runner
 
 st=$("$SBXCTL" status)
 check "sbxctl status shows the broker and the accelerator" grep -q "accelerator: \(tcg\|kvm\)" <<<"$st"
+check "sbxctl status says whether VMs get cgroup limits ($mode)" grep -q "^cgroups:     $mode" <<<"$st"
 diag "$st"
 
 check_no_leaks "basic runs"

@@ -198,7 +198,7 @@ victim=$(open_session python)
 sexec "$victim" 'print(1)'
 vq=$($SBXCTL status | awk -v p="$victim" '$0 ~ p {print}' ; true)
 for q in $(qemu_pids); do :; done
-pkill -KILL -n -f "qemu-system-x86_64.*$KERNEL"
+kill -KILL "$(newest_qemu_pid)"
 sleep 1
 sexec "$victim" 'print(2)'
 check "when the session's VM dies, the session closes (SessionClosed)" x_error_is SessionClosed

@@ -67,7 +67,7 @@ committed() {
     return 1
 }
 key() { find "$CACHE" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{64}' | head -n1; }
-qemus() { pgrep -f -- "-kernel $KERNEL" | wc -l; }
+qemus() { qemu_pids | wc -l; }
 show() { diag "$(cat "$TMP/$1.err" | grep -v '^>' | tail -n 12)"; }
 
 # --- build ---
