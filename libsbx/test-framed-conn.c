@@ -71,12 +71,13 @@ static void msg_of_size(SbxMsg *m, size_t n) {
         free(buf);
 }
 
-/* Runs the loop until *flag or timeout. */
-static void run_until(sd_event *e, const bool *flag, uint64_t timeout_usec) {
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
-        while (!*flag && now_usec(CLOCK_MONOTONIC) < deadline)
-                ASSERT_OK(sd_event_run(e, 10000));
-}
+/* Runs the loop until cond holds or timeout_usec passed. */
+#define RUN_UNTIL(e, cond, timeout_usec)                                                                               \
+        do {                                                                                                           \
+                uint64_t _deadline_ = now_usec(CLOCK_MONOTONIC) + (timeout_usec);                                      \
+                while (!(cond) && now_usec(CLOCK_MONOTONIC) < _deadline_)                                              \
+                        ASSERT_OK(sd_event_run((e), 10000));                                                           \
+        } while (0)
 
 static void test_frames_and_fds(void) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
@@ -102,9 +103,7 @@ static void test_frames_and_fds(void) {
         /* The sender keeps its own fd. */
         ASSERT_OK(fcntl(pipefd[0], F_GETFD));
 
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 5000000u;
-        while (y->n_frames < 3 && now_usec(CLOCK_MONOTONIC) < deadline)
-                ASSERT_OK(sd_event_run(e, 10000));
+        RUN_UNTIL(e, y->n_frames >= 3, 5000000u);
         ASSERT_EQ(y->n_frames, 3u);
         ASSERT_EQ(y->last_len, 20u + SBX_TLV_HEADER_SIZE);
         ASSERT_TRUE(y->got_fd >= 0);
@@ -116,7 +115,7 @@ static void test_frames_and_fds(void) {
 
         /* EOF reaches the other side as on_close(0). */
         peer_free(x);
-        run_until(e, &y->closed, 2000000u);
+        RUN_UNTIL(e, y->closed, 2000000u);
         ASSERT_TRUE(y->closed);
         ASSERT_EQ(y->close_error, 0);
         peer_free(y);
@@ -164,7 +163,7 @@ static void test_stall_deadline(void) {
         ASSERT_LE(now_usec(CLOCK_MONOTONIC) - t0, 100000u);
         ASSERT_TRUE(framed_conn_queued(&x->conn) > 0);
 
-        run_until(e, &x->closed, 3000000u);
+        RUN_UNTIL(e, x->closed, 3000000u);
         ASSERT_TRUE(x->closed);
         ASSERT_EQ(x->close_error, -ETIMEDOUT);
         ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) - t0 >= 200000u);
@@ -199,9 +198,7 @@ static void test_progress_postpones_stall(void) {
         msg_of_size(&m, 2u << 20);
         ASSERT_OK(framed_conn_send(&x->conn, &m));
         sbx_msg_done(&m);
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 10000000u;
-        while (framed_conn_queued(&x->conn) > 0 && !x->closed && now_usec(CLOCK_MONOTONIC) < deadline)
-                ASSERT_OK(sd_event_run(e, 10000));
+        RUN_UNTIL(e, framed_conn_queued(&x->conn) == 0 || x->closed, 10000000u);
         ASSERT_FALSE(x->closed);
         ASSERT_EQ(framed_conn_queued(&x->conn), 0u);
         peer_free(x);
@@ -223,7 +220,7 @@ static void test_free_inside_handler(void) {
                 ASSERT_OK(framed_conn_send(&x->conn, &m));
                 sbx_msg_done(&m);
         }
-        run_until(e, &x->closed, 2000000u);
+        RUN_UNTIL(e, x->closed, 2000000u);
         ASSERT_TRUE(x->closed);
         ASSERT_EQ(x->close_error, 0);
         peer_free(x);
@@ -248,9 +245,7 @@ static void test_move(void) {
         msg_of_size(&m, 100);
         ASSERT_OK(framed_conn_send(&x->conn, &m));
         sbx_msg_done(&m);
-        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 2000000u;
-        while (z->n_frames == 0 && now_usec(CLOCK_MONOTONIC) < deadline)
-                ASSERT_OK(sd_event_run(e, 10000));
+        RUN_UNTIL(e, z->n_frames > 0, 2000000u);
         ASSERT_EQ(z->n_frames, 1u);
         peer_free(z);
         peer_free(x);

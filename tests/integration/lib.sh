@@ -13,15 +13,23 @@ T_NUM=0
 T_FAILED=0
 
 _bus_pid=""
+# start_bus [CONF]: a private bus (dbus/session.conf, or e.g. system-test.conf: the system bus
+# policy, where other uids are other users) whose activation starts the broker from the build tree.
 start_bus() {
     local out
-    out=$(dbus-daemon --config-file="$BUILD/dbus/session.conf" --fork --print-address=1 --print-pid=1) || {
+    out=$(dbus-daemon --config-file="$BUILD/dbus/${1:-session.conf}" --fork --print-address=1 --print-pid=1) || {
         echo "Bail out! cannot start dbus-daemon"; exit 1; }
     export SBX_BUS_ADDRESS=$(sed -n 1p <<<"$out")
     _bus_pid=$(sed -n 2p <<<"$out")
     # The broker can spawn a probe the first time; give activation time.
     export BUSCTL="busctl --address=$SBX_BUS_ADDRESS"
 }
+# A system-like bus: SYS is its address.
+start_system_bus() {
+    start_bus system-test.conf
+    SYS=$SBX_BUS_ADDRESS
+}
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 
 # The broker is whoever owns org.sbx.Broker1 on our bus: the bus knows its pid. Asking
 # does not activate it (empty output when no broker runs).

@@ -4,9 +4,7 @@
 # exempt, and one uid's burst does not starve another uid's single run (round-robin across uids).
 source "$(dirname "$0")/lib.sh"
 
-out=$(dbus-daemon --config-file="$BUILD/dbus/system-test.conf" --fork --print-address=1 --print-pid=1)
-SYS=$(sed -n 1p <<<"$out"); _bus_pid=$(sed -n 2p <<<"$out")
-export SBX_BUS_ADDRESS=$SYS
+start_system_bus
 B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 as_uid() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
 

@@ -3,10 +3,7 @@
 # policy, another uid gets AccessDenied; root may administer it.
 source "$(dirname "$0")/lib.sh"
 
-out=$(dbus-daemon --config-file="$BUILD/dbus/system-test.conf" --fork --print-address=1 --print-pid=1)
-SYS=$(sed -n 1p <<<"$out"); _bus_pid=$(sed -n 2p <<<"$out")
-export SBX_BUS_ADDRESS=$SYS
-nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+start_system_bus
 B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 
 # uid 65534 opens a session (any local user may run code).

@@ -8,10 +8,7 @@
 # reads no reply: other lookups go on, and the client is dropped.
 source "$(dirname "$0")/lib.sh"
 
-out=$(dbus-daemon --config-file="$BUILD/dbus/system-test.conf" --fork --print-address=1 --print-pid=1)
-SYS=$(sed -n 1p <<<"$out"); _bus_pid=$(sed -n 2p <<<"$out")
-export SBX_BUS_ADDRESS=$SYS
-nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+start_system_bus
 B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 for _ in $(seq 100); do busctl --address="$SYS" call "${B[@]}" GetStatus >/dev/null 2>&1 && break; sleep 0.1; done
 BP=$(broker_pid)
