@@ -37,9 +37,13 @@ static void cache_help(void) {
 static int connect_cache(int *ret_fd) {
         SbxConfig c;
         char path[256];
-        int r = sbx_config_load(&c, NULL);
-        if (r < 0)
+        _cleanup_(sbx_error_done) SbxError error = {};
+        int r = sbx_config_load(&c, NULL, &error);
+        if (r < 0) {
+                fprintf(stderr, "sbxctl: %s\n", sbx_error_message(&error));
+                sbx_config_done(&c);
                 return r;
+        }
         r = sbx_cache_socket_path(c.cache_socket, c.runtime_dir, path, sizeof path);
         sbx_config_done(&c);
         if (r < 0)
