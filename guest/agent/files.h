@@ -18,7 +18,7 @@ typedef struct FileWrite {
         char name[SBX_PATH_COMPONENT_MAX + 1];
         uint64_t size;
         SbxFileStatus status;  /* the first error, reported at FILE_END */
-        char message[256];
+        const char *message;   /* its text (static storage) */
 } FileWrite;
 
 void file_write_init(FileWrite *w);
