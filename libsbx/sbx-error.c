@@ -13,20 +13,26 @@ static int normalize(int error) {
         return error < 0 ? error : -error;
 }
 
-int sbx_error_set(SbxError *e, int error, const char *fmt, ...) {
+int sbx_error_setv(SbxError *e, int error, const char *fmt, va_list ap) {
         char *message = NULL;
-        va_list ap;
 
         error = normalize(error);
         if (!e)
                 return error;
-        va_start(ap, fmt);
         if (vasprintf(&message, fmt, ap) < 0)
                 message = NULL; /* out of memory: the errno still says what failed */
-        va_end(ap);
         free(e->message);
         e->error = error;
         e->message = message;
+        return error;
+}
+
+int sbx_error_set(SbxError *e, int error, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        error = sbx_error_setv(e, error, fmt, ap);
+        va_end(ap);
         return error;
 }
 

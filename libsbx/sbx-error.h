@@ -14,6 +14,7 @@
  * (sbx_error_set() returns it, so `return sbx_error_set(e, -EINVAL, "bad %s", x);`); the message
  * may be missing after an allocation failure. Callers pass NULL when they want no message. */
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "macro.h"
@@ -26,6 +27,7 @@ typedef struct SbxError {
 /* Replaces what e held with error (a negative errno; a positive one is negated) and the formatted
  * message. Returns the negative errno. e may be NULL. */
 int sbx_error_set(SbxError *e, int error, const char *fmt, ...) _printf_(3, 4);
+int sbx_error_setv(SbxError *e, int error, const char *fmt, va_list ap) _printf_(3, 0);
 /* The same without a message: sbx_error_message() says strerror(). */
 int sbx_error_set_errno(SbxError *e, int error);
 

@@ -23,6 +23,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "user.h"
 
 static void help(void) {

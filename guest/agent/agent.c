@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "proto.h"
 #include "init.h"
+#include "sbx-error.h"
 #include "session.h"
 
 /* How long output may keep trickling in after the code exited and every

@@ -21,6 +21,7 @@
 #include "init.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 
 #define SEED_MAX 512u

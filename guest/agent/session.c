@@ -13,6 +13,7 @@
 #include "init.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "session-drivers.h"
 #include "session.h"
 
