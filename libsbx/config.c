@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "config.h"
-#include "log.h"
 #include "macro.h"
 #include "netd-client.h"
+#include "sbx-error.h"
 
 #ifndef SBX_SYSCONFDIR
 #define SBX_SYSCONFDIR "/etc/sbx"
@@ -257,7 +257,7 @@ static int config_defaults(SbxConfig *c) {
         return 0;
 }
 
-int sbx_config_load(SbxConfig *c, const char *path) {
+int sbx_config_load(SbxConfig *c, const char *path, SbxError *error) {
         _cleanup_fclose_ FILE *f = NULL;
         char line[4200];
         unsigned lineno = 0;
@@ -265,7 +265,7 @@ int sbx_config_load(SbxConfig *c, const char *path) {
 
         r = config_defaults(c);
         if (r < 0)
-                return r;
+                return sbx_error_set_errno(error, r);
 
         if (!path)
                 path = getenv("SBX_CONFIG");
@@ -274,26 +274,26 @@ int sbx_config_load(SbxConfig *c, const char *path) {
 
         f = fopen(path, "re");
         if (!f && errno != ENOENT)
-                return log_error_errno(errno, "Failed to open %s: %m", path);
+                return sbx_error_set(error, -errno, "Failed to open %s: %s", path, strerror(errno));
         while (f && fgets(line, sizeof line, f)) {
                 lineno++;
                 size_t n = strcspn(line, "\n");
                 /* fgets() split a line longer than the buffer: refuse it, or its
                  * tail would be parsed as a line of its own. */
                 if (line[n] != '\n' && getc(f) != EOF)
-                        return log_error_errno(EINVAL, "%s:%u: line is too long.", path, lineno);
+                        return sbx_error_set(error, -EINVAL, "%s:%u: line is too long.", path, lineno);
                 line[n] = 0;
                 r = sbx_config_parse_line(c, line);
                 if (r == -ENOMEM)
-                        return r;
+                        return sbx_error_set_errno(error, r);
                 if (r < 0)
-                        return log_error_errno(r, "%s:%u: invalid line: %s", path, lineno, line);
+                        return sbx_error_set(error, r, "%s:%u: invalid line: %s", path, lineno, line);
         }
 
         /* The environment overrides the file, for one-off runs and tests. */
         const char *e = getenv("SBX_ACCEL");
         if (e && *e && sbx_accel_from_string(e, &c->accel) < 0)
-                return log_error_errno(EINVAL, "SBX_ACCEL=%s is not one of auto, kvm, tcg.", e);
+                return sbx_error_set(error, -EINVAL, "SBX_ACCEL=%s is not one of auto, kvm, tcg.", e);
         return 0;
 }
 

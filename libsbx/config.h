@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "sbx-error.h"
 
 typedef enum SbxAccel {
         SBX_ACCEL_AUTO,
@@ -56,7 +57,8 @@ typedef struct SbxConfig {
         uint32_t cache_max_mb; /* L1 snapshot cache (sbx-cache, state_dir/cache/l1): disk use limit, LRU eviction */
 } SbxConfig;
 
-int sbx_config_load(SbxConfig *c, const char *path);
+/* Fills c (defaults, then the file, then $SBX_ACCEL). On failure error says which file and line. */
+int sbx_config_load(SbxConfig *c, const char *path, SbxError *error);
 void sbx_config_done(SbxConfig *c);
 const char *sbx_accel_to_string(SbxAccel a);
 int sbx_accel_from_string(const char *s, SbxAccel *ret);

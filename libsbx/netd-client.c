@@ -10,6 +10,7 @@
 #include "fdio.h"
 #include "macro.h"
 #include "netd-client.h"
+#include "sbx-error.h"
 
 #define NETD_REPLY_TIMEOUT_SEC 10
 
@@ -90,58 +91,44 @@ static int read_reply(int fd, char *line, size_t size, NetdRegistration *r) {
 }
 
 /* "ERR <errno> <text>" -> -errno, text in error. */
-static int parse_error(const char *line, char error[static NETD_ERROR_MAX]) {
+static int parse_error(const char *line, SbxError *error) {
         char *end;
         long e;
 
-        if (strncmp(line, "ERR ", 4) != 0) {
-                snprintf(error, NETD_ERROR_MAX, "unexpected reply from sbx-netd");
-                return -EBADMSG;
-        }
+        if (strncmp(line, "ERR ", 4) != 0)
+                return sbx_error_set(error, -EBADMSG, "unexpected reply from sbx-netd");
         e = strtol(line + 4, &end, 10);
         if (e <= 0 || e > 4095)
                 e = EIO;
-        snprintf(error, NETD_ERROR_MAX, "sbx-netd: %s", *end == ' ' ? end + 1 : "error");
-        return (int) -e;
+        return sbx_error_set(error, (int) -e, "sbx-netd: %.*s", NETD_ERROR_MAX,
+                             *end == ' ' ? end + 1 : "error");
 }
 
 int netd_register(const char *socket_path, const char *cgroup_path, bool full, char *const *domains, size_t n_domains,
-                  const NetdExpose *expose, size_t n_expose, NetdRegistration *ret,
-                  char error[static NETD_ERROR_MAX]) {
+                  const NetdExpose *expose, size_t n_expose, NetdRegistration *ret, SbxError *error) {
         NetdRegistration r = NETD_REGISTRATION_NULL;
         _cleanup_free_ char *req = NULL;
         char line[512];
         size_t len = 0, cap;
         int fd, k;
 
-        error[0] = 0;
-        if (n_domains > NETD_MAX_DOMAINS) {
-                snprintf(error, NETD_ERROR_MAX, "too many allowed domains (at most %d)", NETD_MAX_DOMAINS);
-                return -E2BIG;
-        }
-        if (!cgroup_path || strpbrk(cgroup_path, " \t\r\n")) {
-                snprintf(error, NETD_ERROR_MAX, "invalid cgroup path");
-                return -EINVAL;
-        }
-        if (n_expose > NETD_MAX_EXPOSE) {
-                snprintf(error, NETD_ERROR_MAX, "too many exposed ports (at most %d)", NETD_MAX_EXPOSE);
-                return -E2BIG;
-        }
+        if (n_domains > NETD_MAX_DOMAINS)
+                return sbx_error_set(error, -E2BIG, "too many allowed domains (at most %d)", NETD_MAX_DOMAINS);
+        if (!cgroup_path || strpbrk(cgroup_path, " \t\r\n"))
+                return sbx_error_set(error, -EINVAL, "invalid cgroup path");
+        if (n_expose > NETD_MAX_EXPOSE)
+                return sbx_error_set(error, -E2BIG, "too many exposed ports (at most %d)", NETD_MAX_EXPOSE);
         cap = 64 + strlen(cgroup_path) + n_expose * 24;
         for (size_t i = 0; !full && i < n_domains; i++) {
-                if (!domains[i] || !domains[i][0] || strpbrk(domains[i], " \t\r\n")) {
-                        snprintf(error, NETD_ERROR_MAX, "invalid allowed domain");
-                        return -EINVAL;
-                }
+                if (!domains[i] || !domains[i][0] || strpbrk(domains[i], " \t\r\n"))
+                        return sbx_error_set(error, -EINVAL, "invalid allowed domain");
                 cap += strlen(domains[i]) + 1;
         }
-        if (cap > NETD_LINE_MAX) {
-                snprintf(error, NETD_ERROR_MAX, "allowed domains too long");
-                return -E2BIG;
-        }
+        if (cap > NETD_LINE_MAX)
+                return sbx_error_set(error, -E2BIG, "allowed domains too long");
         req = malloc(cap);
         if (!req)
-                return -ENOMEM;
+                return sbx_error_set_errno(error, -ENOMEM);
         len = (size_t) snprintf(req, cap, "REGISTER %s %s", full ? "full" : "domains", cgroup_path);
         for (size_t i = 0; i < n_expose; i++)
                 len += (size_t) snprintf(req + len, cap - len, " expose=%s:%u", expose[i].udp ? "udp" : "tcp",
@@ -151,11 +138,9 @@ int netd_register(const char *socket_path, const char *cgroup_path, bool full, c
         len += (size_t) snprintf(req + len, cap - len, "\n");
 
         fd = netd_connect(socket_path);
-        if (fd < 0) {
-                snprintf(error, NETD_ERROR_MAX, "sbx-netd is not running (%s: %s); networked VMs are refused",
-                         socket_path, strerror(-fd));
-                return fd;
-        }
+        if (fd < 0)
+                return sbx_error_set(error, fd, "sbx-netd is not running (%s: %s); networked VMs are refused",
+                                     socket_path, strerror(-fd));
         r.fd = fd;
 
         /* netd may refuse the caller before reading the request: read its answer even if sending failed. */
@@ -166,9 +151,8 @@ int netd_register(const char *socket_path, const char *cgroup_path, bool full, c
         else if (k >= 0)
                 k = k2;
         if (k < 0) {
-                snprintf(error, NETD_ERROR_MAX, "sbx-netd did not answer: %s", strerror(-k));
                 netd_registration_close(&r);
-                return k;
+                return sbx_error_set(error, k, "sbx-netd did not answer: %s", strerror(-k));
         }
         if (strncmp(line, "OK ", 3) != 0) {
                 k = parse_error(line, error);
@@ -177,9 +161,8 @@ int netd_register(const char *socket_path, const char *cgroup_path, bool full, c
         }
         r.cgroup_id = strtoull(line + 3, NULL, 10);
         if (r.n_link_fds == 0) {
-                snprintf(error, NETD_ERROR_MAX, "sbx-netd passed no BPF links");
                 netd_registration_close(&r);
-                return -EBADMSG;
+                return sbx_error_set(error, -EBADMSG, "sbx-netd passed no BPF links");
         }
         *ret = r;
         return 0;

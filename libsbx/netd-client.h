@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sbx-error.h"
+
 /* Client side of sbx-netd's control socket (docs/network.md), for the worker.
  *
  * One connection holds one VM's registration. netd answers a registration
@@ -18,6 +20,7 @@
 #define NETD_MAX_DOMAINS 256
 #define NETD_MAX_LINKS 8
 #define NETD_LINE_MAX 65536
+/* The longest refusal text on the control socket. */
 #define NETD_ERROR_MAX 256
 #define NETD_MAX_EXPOSE 16
 
@@ -42,12 +45,11 @@ typedef struct NetdRegistration {
  * (full=true; domains ignored) or only the given domain patterns (none: no
  * outbound access at all). expose lists the VM's hostfwd ports, whose
  * answers to loopback clients the programs must let through. Returns 0,
- * or a negative errno with a message in error: -ENOENT / -ECONNREFUSED when
+ * or a negative errno with a message in error (netd's refusal, or ours): -ENOENT / -ECONNREFUSED when
  * netd is not running, -EPERM when it refuses the caller, -EINVAL for a bad
  * pattern or path, -ETIMEDOUT when it does not answer within 10 s. */
 int netd_register(const char *socket_path, const char *cgroup_path, bool full, char *const *domains, size_t n_domains,
-                  const NetdExpose *expose, size_t n_expose, NetdRegistration *ret,
-                  char error[static NETD_ERROR_MAX]);
+                  const NetdExpose *expose, size_t n_expose, NetdRegistration *ret, SbxError *error);
 
 /* Asks netd to remove the policy and detach the programs now, then closes
  * everything. Returns 0 or a negative errno (everything is closed anyway). */

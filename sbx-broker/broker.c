@@ -163,7 +163,12 @@ int broker_new(const char *config_path, bool system_bus, Broker **ret) {
                         goto fail;
                 }
         }
-        r = sbx_config_load(&b->config, b->config_path);
+        {
+                _cleanup_(sbx_error_done) SbxError error = {};
+                r = sbx_config_load(&b->config, b->config_path, &error);
+                if (r < 0)
+                        log_error_errno(r, "%s", sbx_error_message(&error));
+        }
         if (r < 0)
                 goto fail;
         b->admin_gid = (gid_t) -1;

@@ -23,6 +23,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "user.h"
 
 static void help(void) {
@@ -57,9 +58,11 @@ int main(int argc, char **argv) {
 
         log_set_ident("sbx-cache");
         log_parse_environment();
-        r = sbx_config_load(&cfg, NULL);
+        _cleanup_(sbx_error_done) SbxError error = {};
+        r = sbx_config_load(&cfg, NULL, &error);
         if (r < 0) {
-                log_error_errno(r, "cannot load the configuration: %m");
+                log_error_errno(r, "cannot load the configuration: %s", sbx_error_message(&error));
+                sbx_config_done(&cfg);
                 return 1;
         }
         while ((o = getopt_long(argc, argv, "h", options, NULL)) >= 0)

@@ -25,6 +25,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "netd.h"
+#include "sbx-error.h"
 
 #define CONTROL_MAX_CONNS 512
 
@@ -93,7 +94,7 @@ static int send_line(ControlConn *c, const int *fds, size_t n_fds, const char *f
 static void handle_register(ControlConn *c, char *args) {
         char *words[NETD_MAX_DOMAINS + 2];
         size_t n = 0;
-        char error[NETD_ERROR_MAX] = "";
+        _cleanup_(sbx_error_done) SbxError error = {};
         int fds[NETD_MAX_LINKS];
         NetdVm *vm;
         int r;
@@ -138,11 +139,11 @@ static void handle_register(ControlConn *c, char *args) {
                 return;
         }
 
-        r = netd_vm_new(c->netd, words[1], c->uid, full, words + first, n - first, expose, n_expose, &vm, error,
-                        sizeof error);
+        r = netd_vm_new(c->netd, words[1], c->uid, full, words + first, n - first, expose, n_expose, &vm, &error);
         if (r < 0) {
-                log_notice("refused registration from pid %d uid %u: %s", (int) c->pid, (unsigned) c->uid, error);
-                send_line(c, NULL, 0, "ERR %d %s", -r, error[0] ? error : strerror(-r));
+                log_notice("refused registration from pid %d uid %u: %s", (int) c->pid, (unsigned) c->uid,
+                           sbx_error_message(&error));
+                send_line(c, NULL, 0, "ERR %d %s", -r, sbx_error_message(&error));
                 return;
         }
         for (size_t i = 0; i < vm->n_links; i++)

@@ -21,11 +21,12 @@
 
 #include "macro.h"
 #include "netd-client.h"
+#include "sbx-error.h"
 
 int main(int argc, char *argv[]) {
         const char *socket_path = NETD_CONTROL_SOCKET;
         NetdRegistration reg = NETD_REGISTRATION_NULL;
-        char error[NETD_ERROR_MAX];
+        _cleanup_(sbx_error_done) SbxError error = {};
         bool full = false;
         int i = 1, r;
 
@@ -66,9 +67,9 @@ int main(int argc, char *argv[]) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
         _cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 
-        r = netd_register(socket_path, cgroup, full, domains, n_domains, expose, n_expose, &reg, error);
+        r = netd_register(socket_path, cgroup, full, domains, n_domains, expose, n_expose, &reg, &error);
         if (r < 0) {
-                fprintf(stderr, "sbx-netd-ctl: %s\n", error[0] ? error : strerror(-r));
+                fprintf(stderr, "sbx-netd-ctl: %s\n", sbx_error_message(&error));
                 return 1;
         }
         printf("registered %llu links=%zu\n", (unsigned long long) reg.cgroup_id, reg.n_link_fds);

@@ -96,7 +96,7 @@ const char *ip4_to_string(uint32_t addr, char buf[static 16]);
 
 /* vm.c */
 int netd_vm_new(Netd *n, const char *cgroup_path, uid_t peer_uid, bool full, char *const *patterns, size_t n_patterns,
-                const NetdExpose *expose, size_t n_expose, NetdVm **ret, char *error, size_t errorsz);
+                const NetdExpose *expose, size_t n_expose, NetdVm **ret, SbxError *error);
 NetdVm *netd_vm_free(NetdVm *vm);
 NetdVm *netd_vm_find(Netd *n, uint64_t cgroup_id);
 bool netd_vm_name_allowed(const NetdVm *vm, const char *name);

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "log.h"
 #include "netd.h"
+#include "sbx-error.h"
 
 uint64_t now_boottime_ns(void) {
         struct timespec ts;
@@ -68,15 +68,6 @@ bool netd_addr_blocked(const Netd *n, uint32_t addr) {
         return false;
 }
 
-static void set_error(char *error, size_t size, const char *fmt, ...) _printf_(3, 4);
-static void set_error(char *error, size_t size, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(error, size, fmt, ap);
-        va_end(ap);
-}
-
 static int cgroup_id_of(int fd, uint64_t *ret) {
         union {
                 struct file_handle fh;
@@ -93,86 +84,70 @@ static int cgroup_id_of(int fd, uint64_t *ret) {
 }
 
 /* The path must name a cgroup2 directory strictly below the configured root. */
-static int open_cgroup(const Netd *n, const char *path, uid_t peer_uid, char *error, size_t errorsz) {
+static int open_cgroup(const Netd *n, const char *path, uid_t peer_uid, SbxError *error) {
         size_t rl = strlen(n->cgroup_root);
+        _cleanup_close_ int fd = -EBADF;
         struct statfs sfs;
         struct stat st;
-        int fd;
 
         if (strncmp(path, n->cgroup_root, rl) != 0 || path[rl] != '/' || path[rl + 1] == 0 || strstr(path, "/..") ||
-            strstr(path, "//") || strlen(path) > 4096) {
-                set_error(error, errorsz, "cgroup path must be below %s", n->cgroup_root);
-                return -EINVAL;
-        }
+            strstr(path, "//") || strlen(path) > 4096)
+                return sbx_error_set(error, -EINVAL, "cgroup path must be below %s", n->cgroup_root);
         fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
-                set_error(error, errorsz, "cannot open cgroup %s: %s", path, strerror(errno));
-                return -errno;
+                int k = errno;
+                return sbx_error_set(error, -k, "cannot open cgroup %s: %s", path, strerror(k));
         }
-        if (fstatfs(fd, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st) < 0) {
-                set_error(error, errorsz, "%s is not a cgroup2 directory", path);
-                close(fd);
-                return -EINVAL;
-        }
-        if (peer_uid != 0 && st.st_uid != peer_uid) {
-                set_error(error, errorsz, "cgroup %s is not owned by the caller", path);
-                close(fd);
-                return -EPERM;
-        }
-        return fd;
+        if (fstatfs(fd, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st) < 0)
+                return sbx_error_set(error, -EINVAL, "%s is not a cgroup2 directory", path);
+        if (peer_uid != 0 && st.st_uid != peer_uid)
+                return sbx_error_set(error, -EPERM, "cgroup %s is not owned by the caller", path);
+        return TAKE_FD(fd);
 }
 
 int netd_vm_new(Netd *n, const char *cgroup_path, uid_t peer_uid, bool full, char *const *patterns, size_t n_patterns,
-                const NetdExpose *expose, size_t n_expose, NetdVm **ret, char *error, size_t errorsz) {
+                const NetdExpose *expose, size_t n_expose, NetdVm **ret, SbxError *error) {
         _cleanup_close_ int cgfd = -EBADF;
         NetdVm *vm;
         uint64_t id = 0;
         int r;
 
-        if (n->n_vms >= NETD_MAX_VMS) {
-                set_error(error, errorsz, "too many registered VMs");
-                return -EBUSY;
-        }
-        if (n_patterns > NETD_MAX_DOMAINS) {
-                set_error(error, errorsz, "too many allowed domains");
-                return -E2BIG;
-        }
-        cgfd = open_cgroup(n, cgroup_path, peer_uid, error, errorsz);
+        if (n->n_vms >= NETD_MAX_VMS)
+                return sbx_error_set(error, -EBUSY, "too many registered VMs");
+        if (n_patterns > NETD_MAX_DOMAINS)
+                return sbx_error_set(error, -E2BIG, "too many allowed domains");
+        cgfd = open_cgroup(n, cgroup_path, peer_uid, error);
         if (cgfd < 0)
                 return cgfd;
         r = cgroup_id_of(cgfd, &id);
-        if (r < 0) {
-                set_error(error, errorsz, "cannot get the id of cgroup %s: %s", cgroup_path, strerror(-r));
-                return r;
-        }
-        if (netd_vm_find(n, id)) {
-                set_error(error, errorsz, "cgroup %s is already registered", cgroup_path);
-                return -EEXIST;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "cannot get the id of cgroup %s: %s", cgroup_path, strerror(-r));
+        if (netd_vm_find(n, id))
+                return sbx_error_set(error, -EEXIST, "cgroup %s is already registered", cgroup_path);
 
         vm = calloc(1, sizeof *vm);
         if (!vm)
-                return -ENOMEM;
+                return sbx_error_set_errno(error, -ENOMEM);
         vm->netd = n;
         vm->dns_fd = -EBADF;
         vm->cgroup_id = id;
         vm->full = full;
         vm->cgroup_path = strdup(cgroup_path);
         if (!vm->cgroup_path) {
-                r = -ENOMEM;
+                r = sbx_error_set_errno(error, -ENOMEM);
                 goto fail;
         }
         snprintf(vm->label, sizeof vm->label, "%s", strrchr(cgroup_path, '/') + 1);
         if (!full && n_patterns > 0) {
                 vm->patterns = calloc(n_patterns, sizeof *vm->patterns);
                 if (!vm->patterns) {
-                        r = -ENOMEM;
+                        r = sbx_error_set_errno(error, -ENOMEM);
                         goto fail;
                 }
                 for (size_t i = 0; i < n_patterns; i++) {
                         r = domain_pattern_normalize(patterns[i], vm->patterns[i]);
                         if (r < 0) {
-                                set_error(error, errorsz, "invalid allowed domain \"%.64s\"", patterns[i]);
+                                r = sbx_error_set(error, r, "invalid allowed domain \"%.64s\"", patterns[i]);
                                 goto fail;
                         }
                 }
@@ -181,25 +156,25 @@ int netd_vm_new(Netd *n, const char *cgroup_path, uid_t peer_uid, bool full, cha
 
         r = netd_dns_open(vm);
         if (r < 0) {
-                set_error(error, errorsz, "cannot open the resolver socket: %s", strerror(-r));
+                r = sbx_error_set(error, r, "cannot open the resolver socket: %s", strerror(-r));
                 goto fail;
         }
         struct netd_vm policy = {.flags = full ? NETD_VM_FULL : 0, .dns_port = vm->dns_port};
         r = netd_bpf_vm_set(n->bpf, id, &policy);
         if (r < 0) {
-                set_error(error, errorsz, "cannot store the policy: %s", strerror(-r));
+                r = sbx_error_set(error, r, "cannot store the policy: %s", strerror(-r));
                 goto fail;
         }
         for (size_t i = 0; i < n_expose; i++) {
                 r = netd_bpf_expose(n->bpf, id, expose[i].port, expose[i].udp ? IPPROTO_UDP : IPPROTO_TCP);
                 if (r < 0) {
-                        set_error(error, errorsz, "cannot store the exposed ports: %s", strerror(-r));
+                        r = sbx_error_set(error, r, "cannot store the exposed ports: %s", strerror(-r));
                         goto fail;
                 }
         }
         r = netd_bpf_attach(n->bpf, cgfd, vm->links, &vm->n_links);
         if (r < 0) {
-                set_error(error, errorsz, "cannot attach BPF programs to %s: %s", cgroup_path, strerror(-r));
+                r = sbx_error_set(error, r, "cannot attach BPF programs to %s: %s", cgroup_path, strerror(-r));
                 goto fail;
         }
 

@@ -10,6 +10,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 
 BootDecision boot_plan_decide(BootLookup lookup) {
@@ -93,6 +94,8 @@ static int build_argv(BootPlan *p, unsigned i, const QemuOptions *cold) {
 }
 
 void boot_plan_make(BootPlan *p, const BootPlanInput *in) {
+        _cleanup_(sbx_error_done) SbxError error = {};
+        _cleanup_free_ char *note = NULL;
         const QemuOptions *cold = in->cold;
         char settings[SBX_CACHE_SETTINGS_MAX];
         uint8_t kind;
@@ -107,13 +110,13 @@ void boot_plan_make(BootPlan *p, const BootPlanInput *in) {
                  "\nlanguage=%s\ncmdline_extra=%s\n",
                  sbx_accel_to_string(cold->accel), QEMU_MACHINE, cold->accel == SBX_ACCEL_KVM ? "host" : "max",
                  cold->memory_mb, cold->vcpus, sbx_language_to_string(in->language), cold->cmdline_extra ?: "");
-        r = snapshot_lookup(&p->files, in->config, cold, settings, cold->memory_mb, &kind, p->note, sizeof p->note);
+        r = snapshot_lookup(&p->files, in->config, cold, settings, cold->memory_mb, &kind, &note, &error);
         if (r < 0) {
-                log_info("L1 snapshot: %s", p->note);
+                set_note(p, "%s", sbx_error_message(&error));
                 return;
         }
         if (kind != SBX_K_HIT)
-                log_info("L1 snapshot: %s", p->note);
+                set_note(p, "%s", note ?: "");
         if (kind != SBX_K_HIT && kind != SBX_K_BUILD) {
                 p->files.cache_fd = safe_close(p->files.cache_fd);
                 return;

@@ -14,6 +14,7 @@
 #include "guest-channel.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 #include "worker.h"
 
@@ -264,7 +265,7 @@ int boot_on_guest_frame(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
 
 static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Worker *w = userdata;
-        char buf[64];
+        _cleanup_free_ char *how = NULL;
         int status;
 
         if (w->state == WORKER_DONE)
@@ -279,12 +280,13 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
                 return 0;
 
         status = si->si_code == CLD_EXITED ? W_EXITCODE(si->si_status, 0) : si->si_status;
+        how = qemu_describe_status(status);
         if (current_kind(w) != BOOT_COLD) {
                 _cleanup_free_ char *why = NULL;
                 vm_drain_diagnostics(&w->vm);
                 _cleanup_free_ char *said = console_tail(&w->vm.stderr_log, 300);
-                if (asprintf(&why, "QEMU %s%s%s", qemu_describe_status(status, buf, sizeof buf),
-                             said && *said ? ": " : "", said && *said ? said : "") < 0)
+                if (asprintf(&why, "QEMU %s%s%s", how ?: "exited", said && *said ? ": " : "",
+                             said && *said ? said : "") < 0)
                         why = NULL;
                 if (boot_fallback(w, why ?: "QEMU exited"))
                         return 0;
@@ -292,16 +294,15 @@ static int on_qemu_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
         vm_stop(&w->vm, 0, NULL);
         _cleanup_free_ char *tail = console_tail(&w->vm.stderr_log, 512);
         _cleanup_free_ char *console = w->state == WORKER_BOOTING ? console_tail(&w->vm.console, 512) : NULL;
-        worker_fail(w, SBX_ERR_TRANSIENT, "QEMU %s unexpectedly %s.%s%s%s%s Safe to retry.",
-                    qemu_describe_status(status, buf, sizeof buf), worker_phase_phrase(w),
-                    tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "",
+        worker_fail(w, SBX_ERR_TRANSIENT, "QEMU %s unexpectedly %s.%s%s%s%s Safe to retry.", how ?: "exited",
+                    worker_phase_phrase(w), tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "",
                     console && *console ? " Console: " : "", console && *console ? console : "");
         return 0;
 }
 
 static void on_guest_close(FramedConn *c, int error, void *userdata) {
         Worker *w = userdata;
-        char buf[64];
+        _cleanup_free_ char *how = NULL;
         int status;
         (void) c;
 
@@ -317,9 +318,10 @@ static void on_guest_close(FramedConn *c, int error, void *userdata) {
                 return;
         vm_stop(&w->vm, BOOT_QEMU_EXIT_WAIT_USEC, &status);
         _cleanup_free_ char *tail = console_tail(&w->vm.stderr_log, 512);
+        if (status >= 0)
+                how = qemu_describe_status(status);
         worker_fail(w, SBX_ERR_TRANSIENT, "The guest channel closed %s (QEMU %s).%s%s Safe to retry.",
-                    worker_phase_phrase(w),
-                    status >= 0 ? qemu_describe_status(status, buf, sizeof buf) : "was still running",
+                    worker_phase_phrase(w), status < 0 ? "was still running" : how ?: "exited",
                     tail && *tail ? " QEMU said: " : "", tail && *tail ? tail : "");
 }
 
@@ -383,16 +385,16 @@ static void boot_attempt(Worker *w, unsigned index) {
                 .attach = on_qemu_spawned,
                 .userdata = w,
         };
-        char error[256];
+        _cleanup_(sbx_error_done) SbxError error = {};
         int r;
 
         assert(index < boot_plan_n_attempts(&w->plan));
         w->boot.attempt = index + 1;
         w->boot.resuming = false;
         worker_set_state(w, WORKER_BOOTING);
-        r = vm_release(&w->vm, w->event, index, &cb, error, sizeof error);
+        r = vm_release(&w->vm, w->event, index, &cb, &error);
         if (r < 0) {
-                worker_fail(w, SBX_ERR_INTERNAL, "%s", error);
+                worker_fail(w, SBX_ERR_INTERNAL, "%s", sbx_error_message(&error));
                 return;
         }
         if (index == 0)

@@ -11,6 +11,7 @@
 #include "guest-channel.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "text-util.h"
 #include "worker.h"
 
@@ -43,6 +44,7 @@ int transfer_init(Transfer *t) {
 
 static void transfer_reset(Transfer *t) {
         caller_fd_close(&t->caller);
+        sbx_error_done(&t->caller_error);
         uint8_t *buf = t->buf;
         *t = (Transfer) { .caller.fd = -EBADF, .buf = buf };
 }
@@ -67,16 +69,15 @@ static void progress(Worker *w) {
                 (void) sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
 }
 
-static void caller_failed(Transfer *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void caller_failed(Transfer *s, const char *fmt, ...) {
+static void caller_failed(Transfer *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void caller_failed(Transfer *s, int error, const char *fmt, ...) {
         va_list ap;
 
-        if (!s->caller_failed) {
+        if (!sbx_error_is_set(&s->caller_error)) {
                 va_start(ap, fmt);
-                vsnprintf(s->caller_error, sizeof s->caller_error, fmt, ap);
+                (void) sbx_error_setv(&s->caller_error, error, fmt, ap);
                 va_end(ap);
-                s->caller_failed = true;
-                log_info("File transfer: %s.", s->caller_error);
+                log_info("File transfer: %s.", sbx_error_message(&s->caller_error));
         }
         caller_fd_close(&s->caller);
         s->buf_len = s->buf_off = 0;
@@ -95,10 +96,10 @@ static int on_stall(sd_event_source *src, uint64_t usec, void *userdata) {
         switch (s->wait) {
         case TRANSFER_WAIT_CALLER:
                 if (s->op == TRANSFER_WRITE) {
-                        caller_failed(s, "the caller stopped sending data");
+                        caller_failed(s, -ETIMEDOUT, "the caller stopped sending data");
                         finish_write(w);
                 } else {
-                        caller_failed(s, "the caller stopped reading");
+                        caller_failed(s, -ETIMEDOUT, "the caller stopped reading");
                         s->wait = TRANSFER_WAIT_GUEST;
                         framed_conn_resume(&w->vm.guest); /* drain the guest until its FILE_RESULT */
                 }
@@ -163,7 +164,7 @@ static void pump_write(Worker *w) {
                         return;
                 }
                 if (k < 0) {
-                        caller_failed(s, "reading the caller's data failed: %s", strerror((int) -k));
+                        caller_failed(s, (int) k, "reading the caller's data failed: %s", strerror((int) -k));
                         finish_write(w);
                         return;
                 }
@@ -204,9 +205,9 @@ static bool flush_read(Worker *w) {
                 }
                 if (k < 0) {
                         if (k == -EPIPE)
-                                caller_failed(s, "the caller stopped reading");
+                                caller_failed(s, (int) k, "the caller stopped reading");
                         else
-                                caller_failed(s, "writing to the caller failed: %s", strerror((int) -k));
+                                caller_failed(s, (int) k, "writing to the caller failed: %s", strerror((int) -k));
                         break;
                 }
                 s->buf_off += (size_t) k;
@@ -338,7 +339,7 @@ static void file_result(Worker *w, const uint8_t *p, size_t n) {
         case TRANSFER_WRITE:
                 if (!s->end_sent)
                         log_debug("The guest ended the write early (status %u).", (unsigned) status);
-                else if (status == SBX_FILE_OK && !s->caller_failed && size != s->bytes) {
+                else if (status == SBX_FILE_OK && !sbx_error_is_set(&s->caller_error) && size != s->bytes) {
                         guest_file_result_done(&res);
                         worker_guest_violation(w, "FILE_RESULT with a size other than the bytes written");
                         return;
@@ -369,11 +370,11 @@ static void file_result(Worker *w, const uint8_t *p, size_t n) {
         default:
                 break;
         }
-        if (s->caller_failed) {
+        if (sbx_error_is_set(&s->caller_error)) {
                 /* The guest finished its part; the caller's side broke. */
                 status = SBX_FILE_IO_ERROR;
                 size = s->bytes;
-                message = s->caller_error;
+                message = sbx_error_message(&s->caller_error);
         }
 
         log_info("The %s finished: status %u, %" PRIu64 " %s%s%s.", op_name(s->op), (unsigned) status, size,

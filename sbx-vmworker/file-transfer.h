@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "caller-fd.h"
+#include "sbx-error.h"
 
 #define TRANSFER_STALL_USEC (60u * 1000000u)
 /* Entries of one listing forwarded to the broker at most. */
@@ -37,10 +38,9 @@ typedef struct Transfer {
         TransferOp op;
         TransferWait wait;
         CallerFd caller;
-        bool caller_failed; /* the caller stopped sending or reading; caller_error says how */
-        char caller_error[160];
-        bool end_sent; /* write: SBX_H_FILE_END is out */
-        uint8_t *buf;  /* one chunk, SBX_OUTPUT_CHUNK_MAX bytes */
+        SbxError caller_error; /* set: the caller stopped sending or reading (the first failure) */
+        bool end_sent;         /* write: SBX_H_FILE_END is out */
+        uint8_t *buf;          /* one chunk, SBX_OUTPUT_CHUNK_MAX bytes */
         size_t buf_len, buf_off;
         uint64_t bytes;    /* file bytes taken from the caller (write) or written to it (read) */
         uint64_t received; /* read: file bytes from the guest; list: entries from the guest */

@@ -23,6 +23,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "seccomp-filter.h"
 #include "worker.h"
 
@@ -190,9 +191,12 @@ int main(int argc, char *argv[]) {
         /* A vanished peer shows up as EPIPE, never as a signal. */
         (void) signal(SIGPIPE, SIG_IGN);
 
-        r = sbx_config_load(&config, NULL);
-        if (r < 0)
+        _cleanup_(sbx_error_done) SbxError error = {};
+        r = sbx_config_load(&config, NULL, &error);
+        if (r < 0) {
+                log_error_errno(r, "%s", sbx_error_message(&error));
                 return 1;
+        }
 
         if (probe)
                 return run_probe(&config);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "macro.h"
 #include "network.h"
+#include "sbx-error.h"
 
 /* Binds 127.0.0.1:port (0: any free one) and returns the bound port; the socket is closed again, and
  * QEMU binds the port for its hostfwd a moment later. */
@@ -35,7 +36,7 @@ static int probe_port(uint16_t port, bool udp, uint16_t *ret) {
         return 0;
 }
 
-int vm_network_pick_ports(VmNetwork *n, const RunRequest *req, char *error, size_t size) {
+int vm_network_pick_ports(VmNetwork *n, const RunRequest *req, SbxError *error) {
         int r;
 
         n->enabled = run_request_wants_nic(req);
@@ -50,22 +51,17 @@ int vm_network_pick_ports(VmNetwork *n, const RunRequest *req, char *error, size
                 uint16_t port = 0;
 
                 r = probe_port(e->external, e->udp, &port);
-                if (r < 0) {
-                        if (e->external)
-                                snprintf(error, size, "Cannot expose port %u: 127.0.0.1:%u/%s is not free (%s).",
-                                         e->internal, e->external, e->udp ? "udp" : "tcp", strerror(-r));
-                        else
-                                snprintf(error, size, "Cannot pick a free host port for port %u/%s: %s.", e->internal,
-                                         e->udp ? "udp" : "tcp", strerror(-r));
-                        return r;
-                }
+                if (r < 0 && e->external)
+                        return sbx_error_set(error, r, "Cannot expose port %u: 127.0.0.1:%u/%s is not free (%s).",
+                                             e->internal, e->external, e->udp ? "udp" : "tcp", strerror(-r));
+                if (r < 0)
+                        return sbx_error_set(error, r, "Cannot pick a free host port for port %u/%s: %s.", e->internal,
+                                             e->udp ? "udp" : "tcp", strerror(-r));
                 for (size_t j = 0; j < n->n_hostfwd; j++)
-                        if (n->hostfwd[j].host_port == port && n->hostfwd[j].udp == e->udp) {
+                        if (n->hostfwd[j].host_port == port && n->hostfwd[j].udp == e->udp)
                                 /* Port 0 picked one that an explicit entry asked for: refuse, do not guess. */
-                                snprintf(error, size, "Host port %u/%s would be exposed twice.", port,
-                                         e->udp ? "udp" : "tcp");
-                                return -EADDRINUSE;
-                        }
+                                return sbx_error_set(error, -EADDRINUSE, "Host port %u/%s would be exposed twice.",
+                                                     port, e->udp ? "udp" : "tcp");
                 n->hostfwd[n->n_hostfwd] = (QemuHostfwd){
                         .host_port = port,
                         .guest_port = e->internal,
@@ -89,34 +85,27 @@ void vm_network_qemu_options(const VmNetwork *n, QemuOptions *o) {
 }
 
 int vm_network_register(VmNetwork *n, const RunRequest *req, const char *cgroup_dir, const char *socket_path,
-                        char *error, size_t size) {
-        char netd_error[NETD_ERROR_MAX];
+                        SbxError *error) {
         NetdExpose expose[SBX_EXPOSE_MAX];
         int r;
 
         if (!n->enabled)
                 return 0;
-        if (!cgroup_dir) {
-                snprintf(error, size,
-                         "The VM has no cgroup2 directory for sbx-netd's programs (cgroup_parent empty, or no "
-                         "cgroup2 tree); networked VMs are refused.");
-                return -EOPNOTSUPP;
-        }
-        if (!socket_path || !*socket_path) {
-                snprintf(error, size, "No netd_socket is configured; networked VMs are refused.");
-                return -ENOENT;
-        }
+        if (!cgroup_dir)
+                return sbx_error_set(error, -EOPNOTSUPP,
+                                     "The VM has no cgroup2 directory for sbx-netd's programs (cgroup_parent empty, "
+                                     "or no cgroup2 tree); networked VMs are refused.");
+        if (!socket_path || !*socket_path)
+                return sbx_error_set(error, -ENOENT, "No netd_socket is configured; networked VMs are refused.");
         for (size_t i = 0; i < n->n_hostfwd; i++)
                 expose[i] = (NetdExpose){.port = n->hostfwd[i].host_port, .udp = n->hostfwd[i].udp};
 
         /* Network off (ports exposed only): domain mode without patterns, i.e. no outbound access. */
         bool full = req->network && req->n_domains == 0;
         r = netd_register(socket_path, cgroup_dir, full, req->network ? req->domains : NULL,
-                          req->network ? req->n_domains : 0, expose, n->n_hostfwd, &n->reg, netd_error);
-        if (r < 0) {
-                snprintf(error, size, "%s", netd_error[0] ? netd_error : strerror(-r));
+                          req->network ? req->n_domains : 0, expose, n->n_hostfwd, &n->reg, error);
+        if (r < 0)
                 return r;
-        }
         n->registered = true;
         log_info("Registered %s with sbx-netd (cgroup id %" PRIu64 ", %zu links): %s.", cgroup_dir, n->reg.cgroup_id,
                  n->reg.n_link_fds,

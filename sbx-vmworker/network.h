@@ -42,13 +42,13 @@ typedef struct VmNetwork {
 /* Picks a free 127.0.0.1 port (bind to port 0, read it, close) for every exposed port without an
  * external one, and fills hostfwd and mappings. Does nothing when the request wants no NIC. Returns 0,
  * or a negative errno with a message in error. */
-int vm_network_pick_ports(VmNetwork *n, const RunRequest *req, char *error, size_t size);
+int vm_network_pick_ports(VmNetwork *n, const RunRequest *req, SbxError *error);
 /* Sets the NIC options of the QEMU command line. */
 void vm_network_qemu_options(const VmNetwork *n, QemuOptions *o);
 /* Registers cgroup_dir (a cgroup2 directory, NULL when the VM has none) with sbx-netd at socket_path.
  * Returns 0, or a negative errno with netd's (or our) message in error. */
 int vm_network_register(VmNetwork *n, const RunRequest *req, const char *cgroup_dir, const char *socket_path,
-                        char *error, size_t size);
+                        SbxError *error);
 /* Calls on_lost once when netd's control connection becomes readable (EOF: netd is gone). */
 int vm_network_watch(VmNetwork *n, sd_event *event, sd_event_io_handler_t on_lost, void *userdata);
 /* Unregisters (asks netd, then closes the links), or only closes when netd is already gone.

@@ -467,12 +467,15 @@ void qemu_kill_and_reap(pid_t *pid, int *ret_status) {
                 *ret_status = status;
 }
 
-const char *qemu_describe_status(int status, char *buf, size_t size) {
+char *qemu_describe_status(int status) {
+        char *s;
+        int r;
+
         if (WIFEXITED(status))
-                snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+                r = asprintf(&s, "exited with status %d", WEXITSTATUS(status));
         else if (WIFSIGNALED(status))
-                snprintf(buf, size, "was killed by SIG%s", sigabbrev_np(WTERMSIG(status)) ?: "?");
+                r = asprintf(&s, "was killed by SIG%s", sigabbrev_np(WTERMSIG(status)) ?: "?");
         else
-                snprintf(buf, size, "ended with wait status 0x%x", status);
-        return buf;
+                r = asprintf(&s, "ended with wait status 0x%x", status);
+        return r < 0 ? NULL : s;
 }

@@ -132,5 +132,5 @@ void qemu_discard(QemuChild *c);
 
 /* SIGKILLs *pid (if > 0) and reaps it; *ret_status gets the wait status. Leaves *pid = 0. */
 void qemu_kill_and_reap(pid_t *pid, int *ret_status);
-/* Describes a wait status ("exited with status 1", "killed by SIGKILL"). */
-const char *qemu_describe_status(int status, char *buf, size_t size);
+/* Describes a wait status ("exited with status 1", "was killed by SIGKILL"): a new string, NULL on OOM. */
+char *qemu_describe_status(int status);

@@ -11,6 +11,7 @@
 #include "host-tsc.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 #include "seccomp-filter.h"
 #include "setup.h"
@@ -74,7 +75,7 @@ static int take_qemu_uid(Worker *w) {
 }
 
 int setup_vm(Worker *w) {
-        char error[512];
+        _cleanup_(sbx_error_done) SbxError error = {};
         int r;
 
         w->t_request = now_usec(CLOCK_MONOTONIC);
@@ -84,9 +85,9 @@ int setup_vm(Worker *w) {
 
         w->accel = accel_resolve(w->req.accel, w->config);
 
-        r = vm_network_pick_ports(&w->net, &w->req, error, sizeof error);
+        r = vm_network_pick_ports(&w->net, &w->req, &error);
         if (r < 0) {
-                worker_fail(w, SBX_ERR_NETWORK, "%s", error);
+                worker_fail(w, SBX_ERR_NETWORK, "%s", sbx_error_message(&error));
                 return r;
         }
 
@@ -117,12 +118,14 @@ int setup_vm(Worker *w) {
         vm_cgroup_open_procs(&w->cgroup);
 
         /* Before the seccomp filter (no connect() after it) and before QEMU exists. */
-        r = vm_network_register(&w->net, &w->req, vm_cgroup_bpf_dir(&w->cgroup), w->config->netd_socket, error,
-                                sizeof error);
-        if (r >= 0)
+        r = vm_network_register(&w->net, &w->req, vm_cgroup_bpf_dir(&w->cgroup), w->config->netd_socket, &error);
+        if (r >= 0) {
                 r = vm_network_watch(&w->net, w->event, on_netd_lost, w);
+                if (r < 0)
+                        (void) sbx_error_set(&error, r, "Failed to watch the sbx-netd connection: %s", strerror(-r));
+        }
         if (r < 0) {
-                worker_fail(w, SBX_ERR_NETWORK, "%s", error);
+                worker_fail(w, SBX_ERR_NETWORK, "%s", sbx_error_message(&error));
                 return r;
         }
 
@@ -137,10 +140,10 @@ int setup_vm(Worker *w) {
                                                     .cold = &o,
                                                     .creds = &w->qemu_creds,
                                                     .language = w->req.language });
-        r = vm_prepare(&w->vm, w->config, &w->plan, w->qemu_argv, &w->qemu_creds, error, sizeof error);
+        r = vm_prepare(&w->vm, w->config, &w->plan, w->qemu_argv, &w->qemu_creds, &error);
         boot_plan_after_prepare(&w->plan);
         if (r < 0) {
-                worker_fail(w, SBX_ERR_INTERNAL, "%s", error);
+                worker_fail(w, SBX_ERR_INTERNAL, "%s", sbx_error_message(&error));
                 return r;
         }
 

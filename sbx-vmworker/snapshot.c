@@ -14,6 +14,7 @@
 #include "frame.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 #include "snapshot.h"
 
@@ -109,7 +110,7 @@ static int open_images(const QemuOptions *cold, int fds[4]) {
 }
 
 int snapshot_lookup(SnapshotFiles *f, const SbxConfig *config, const QemuOptions *cold, const char *settings,
-                    uint32_t memory_mb, uint8_t *ret_kind, char *note, size_t note_size) {
+                    uint32_t memory_mb, uint8_t *ret_kind, char **ret_note, SbxError *error) {
         int images[4] = { -EBADF, -EBADF, -EBADF, -EBADF };
         SbxCacheLookup res;
         char sock[256];
@@ -118,24 +119,20 @@ int snapshot_lookup(SnapshotFiles *f, const SbxConfig *config, const QemuOptions
         r = sbx_cache_socket_path(config->cache_socket, config->runtime_dir, sock, sizeof sock);
         if (r >= 0)
                 r = sbx_cache_connect(sock, &f->cache_fd);
-        if (r < 0) {
-                snprintf(note, note_size, "sbx-cache is not available at %s (%s)", sock, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "sbx-cache is not available at %s (%s)", sock, strerror(-r));
         r = open_images(cold, images);
         if (r < 0) {
-                snprintf(note, note_size, "cannot open the images for the cache key (%s)", strerror(-r));
                 f->cache_fd = safe_close(f->cache_fd);
-                return r;
+                return sbx_error_set(error, r, "cannot open the images for the cache key (%s)", strerror(-r));
         }
         r = sbx_cache_lookup(f->cache_fd, settings, memory_mb, images, &res);
         for (size_t i = 0; i < 4; i++)
                 safe_close(images[i]);
         if (r < 0) {
-                snprintf(note, note_size, "sbx-cache did not answer the lookup (%s)",
-                         r == -EPROTO ? res.note : strerror(-r));
                 f->cache_fd = safe_close(f->cache_fd);
-                return r;
+                return sbx_error_set(error, r, "sbx-cache did not answer the lookup (%s)",
+                                     r == -EPROTO ? res.note : strerror(-r));
         }
         memcpy(f->key, res.key, sizeof f->key);
         *ret_kind = res.kind;
@@ -143,11 +140,14 @@ int snapshot_lookup(SnapshotFiles *f, const SbxConfig *config, const QemuOptions
                 f->ram_ro_fd = res.ram_fd;
                 f->state_r_fd = res.state_fd;
                 f->generation = res.generation;
-                note[0] = 0;
+                *ret_note = NULL;
                 log_info("L1 snapshot %.12s found (%s, %" PRIu32 " MiB, saved by QEMU %s).", f->key, res.language,
                          memory_mb, res.qemu_version);
-        } else
-                snprintf(note, note_size, "%s", res.note);
+        } else {
+                *ret_note = strdup(res.note);
+                if (!*ret_note)
+                        return sbx_error_set_errno(error, -ENOMEM);
+        }
         return 0;
 }
 

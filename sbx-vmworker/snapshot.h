@@ -62,11 +62,12 @@ int snapshot_request_parse(const uint8_t *p, size_t n, bool *ret_snapshot, bool 
 const char *snapshot_warm_code(SbxLanguage language);
 
 /* Connects to sbx-cache and looks up the snapshot of settings (every input but the images, which
- * sbx-cache hashes from fds of the cold command line's images). On a hit, the files are set. The
- * reason for anything but a hit goes into note. Returns 0 with *ret_kind (SBX_K_HIT, _BUILD, _MISS), or a negative
- * errno (the cache is not usable; note says why). */
+ * sbx-cache hashes from fds of the cold command line's images). On a hit, the files are set.
+ * Returns 0 with *ret_kind (SBX_K_HIT, _BUILD, _MISS) and, for anything but a hit, sbx-cache's reason
+ * in *ret_note (allocated; NULL on a hit), or a negative errno (the cache is not usable; error says
+ * why). */
 int snapshot_lookup(SnapshotFiles *f, const SbxConfig *config, const QemuOptions *cold, const char *settings,
-                    uint32_t memory_mb, uint8_t *ret_kind, char *note, size_t note_size);
+                    uint32_t memory_mb, uint8_t *ret_kind, char **ret_note, SbxError *error);
 
 /* The build's RAM file (memory_mb, owned by QEMU's user so it can map it shared) and state file. */
 int snapshot_create_build(SnapshotFiles *f, uint32_t memory_mb, const QemuCreds *creds);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "macro.h"
 #include "proto.h"
+#include "sbx-error.h"
 #include "vm.h"
 
 void vm_init(Vm *vm) {
@@ -23,16 +24,14 @@ void vm_init(Vm *vm) {
 }
 
 int vm_prepare(Vm *vm, const SbxConfig *config, const BootPlan *plan, char **cold_argv, const QemuCreds *creds,
-               char *error, size_t size) {
+               SbxError *error) {
         QemuImages images = QEMU_IMAGES_NULL;
         const char *failed = NULL;
         int r;
 
         r = qemu_images_open(config->kernel, config->initrd, config->rootfs, &images, &failed);
-        if (r < 0) {
-                snprintf(error, size, "The guest image %s is not readable: %s", failed ?: "?", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "The guest image %s is not readable: %s", failed ?: "?", strerror(-r));
         for (unsigned i = 0; i < boot_plan_n_attempts(plan); i++) {
                 _cleanup_close_pair_ int agent[2] = { -EBADF, -EBADF }, console[2] = { -EBADF, -EBADF },
                                          err[2] = { -EBADF, -EBADF };
@@ -41,18 +40,16 @@ int vm_prepare(Vm *vm, const SbxConfig *config, const BootPlan *plan, char **col
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, agent) < 0 ||
                     socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console) < 0 || pipe2(err, O_CLOEXEC) < 0) {
                         r = -errno;
-                        snprintf(error, size, "Failed to create the VM's channels: %s", strerror(-r));
                         qemu_images_close(&images);
-                        return r;
+                        return sbx_error_set(error, r, "Failed to create the VM's channels: %s", strerror(-r));
                 }
                 char **argv = boot_plan_argv(plan, i);
                 bool have_extra = boot_plan_fds(plan, i, &extra);
                 r = qemu_prepare(argv ?: cold_argv, agent[1], console[1], err[1], &images, have_extra ? &extra : NULL,
                                  creds, &vm->attempts[i].child);
                 if (r < 0) {
-                        snprintf(error, size, "Failed to start QEMU: %s", strerror(-r));
                         qemu_images_close(&images);
-                        return r;
+                        return sbx_error_set(error, r, "Failed to start QEMU: %s", strerror(-r));
                 }
                 vm->attempts[i].agent_fd = TAKE_FD(agent[0]);
                 vm->attempts[i].console_fd = TAKE_FD(console[0]);
@@ -74,7 +71,7 @@ static int on_console_io(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
-int vm_release(Vm *vm, sd_event *event, unsigned i, const VmCallbacks *cb, char *error, size_t size) {
+int vm_release(Vm *vm, sd_event *event, unsigned i, const VmCallbacks *cb, SbxError *error) {
         VmAttempt *a = &vm->attempts[i];
         int r;
 
@@ -84,34 +81,26 @@ int vm_release(Vm *vm, sd_event *event, unsigned i, const VmCallbacks *cb, char 
         console_init(&vm->stderr_log, "qemu", LOG_INFO);
 
         r = qemu_release(&a->child, cb->attach, cb->userdata, &vm->pid);
-        if (r < 0) {
-                snprintf(error, size, "Failed to start QEMU: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "Failed to start QEMU: %s", strerror(-r));
         vm->t_spawn = now_usec(CLOCK_MONOTONIC);
         log_debug("Started QEMU %d (attempt %u).", (int) vm->pid, i + 1);
 
         r = sd_event_add_child(event, &vm->exit_source, vm->pid, WEXITED, cb->on_exit, cb->userdata);
-        if (r < 0) {
-                snprintf(error, size, "Failed to watch QEMU: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "Failed to watch QEMU: %s", strerror(-r));
         r = framed_conn_open(&vm->guest, event, "guest channel", TAKE_FD(a->agent_fd), SBX_GUEST_FRAME_MAX,
                              SBX_HOST_FRAME_MAX + 4096u, cb->on_guest_frame, cb->on_guest_close, cb->userdata);
-        if (r < 0) {
-                snprintf(error, size, "Failed to watch the guest channel: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "Failed to watch the guest channel: %s", strerror(-r));
         vm->guest.on_drain = cb->on_guest_drain; /* file writes wait for room in the channel */
 
         vm->console_fd = TAKE_FD(a->console_fd);
         vm->stderr_fd = TAKE_FD(a->stderr_fd);
         if (fd_set_nonblock(vm->console_fd, 1) < 0 || fd_set_nonblock(vm->stderr_fd, 1) < 0 ||
             sd_event_add_io(event, &vm->console_io, vm->console_fd, EPOLLIN, on_console_io, vm) < 0 ||
-            sd_event_add_io(event, &vm->stderr_io, vm->stderr_fd, EPOLLIN, on_console_io, vm) < 0) {
-                snprintf(error, size, "Failed to watch the QEMU console.");
-                return -EIO;
-        }
+            sd_event_add_io(event, &vm->stderr_io, vm->stderr_fd, EPOLLIN, on_console_io, vm) < 0)
+                return sbx_error_set(error, -EIO, "Failed to watch the QEMU console.");
         return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "console.h"
 #include "framed-conn.h"
 #include "qemu.h"
+#include "sbx-error.h"
 
 typedef struct VmAttempt {
         QemuChild child;
@@ -48,11 +49,11 @@ void vm_init(Vm *vm);
  * QEMU gets the images as open fds, so it needs no access to their paths. Returns 0, or a negative
  * errno with a message in error. */
 int vm_prepare(Vm *vm, const SbxConfig *config, const BootPlan *plan, char **cold_argv, const QemuCreds *creds,
-               char *error, size_t size);
+               SbxError *error);
 
 /* Lets attempt i (0-based) run: QEMU execs, its exit and channels are watched. Returns 0, or a
  * negative errno with a message in error. */
-int vm_release(Vm *vm, sd_event *event, unsigned i, const VmCallbacks *cb, char *error, size_t size);
+int vm_release(Vm *vm, sd_event *event, unsigned i, const VmCallbacks *cb, SbxError *error);
 
 /* Kills and reaps QEMU (if running) and closes its channels. wait_usec: how long QEMU gets to exit by
  * itself first, so we can tell what happened. *ret_status is its wait status if it had exited on its

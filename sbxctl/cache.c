@@ -12,6 +12,7 @@
 #include "cache.h"
 #include "config.h"
 #include "macro.h"
+#include "sbx-error.h"
 
 typedef struct Entry {
         char key[65];
@@ -37,9 +38,13 @@ static void cache_help(void) {
 static int connect_cache(int *ret_fd) {
         SbxConfig c;
         char path[256];
-        int r = sbx_config_load(&c, NULL);
-        if (r < 0)
+        _cleanup_(sbx_error_done) SbxError error = {};
+        int r = sbx_config_load(&c, NULL, &error);
+        if (r < 0) {
+                fprintf(stderr, "sbxctl: %s\n", sbx_error_message(&error));
+                sbx_config_done(&c);
                 return r;
+        }
         r = sbx_cache_socket_path(c.cache_socket, c.runtime_dir, path, sizeof path);
         sbx_config_done(&c);
         if (r < 0)
@@ -52,8 +57,9 @@ static int connect_cache(int *ret_fd) {
         return r < 0 ? -ENOTCONN : 0; /* reported */
 }
 
-/* Reads replies until K_DONE. Entries go to l (if given); K_ERROR prints its note. */
-static int read_until_done(int fd, Listing *l, uint32_t *ret_count, char *note, size_t note_size) {
+/* Reads replies until K_DONE. Entries go to l (if given), DONE's count and note to *ret_count and
+ * *ret_note (allocated; if given). K_ERROR: -EREMOTEIO with sbx-cache's note in error. */
+static int read_until_done(int fd, Listing *l, uint32_t *ret_count, char **ret_note, SbxError *error) {
         SbxFrameReader rd;
         int r;
 
@@ -134,13 +140,17 @@ static int read_until_done(int fd, Listing *l, uint32_t *ret_count, char *note, 
                 } else if (type == SBX_K_DONE) {
                         if (ret_count)
                                 *ret_count = count;
-                        if (note)
-                                snprintf(note, note_size, "%s", msg);
+                        if (ret_note) {
+                                *ret_note = strdup(msg);
+                                if (!*ret_note) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                        }
                         r = 0;
                         break;
                 } else if (type == SBX_K_ERROR) {
-                        fprintf(stderr, "sbxctl: sbx-cache: %s\n", msg);
-                        r = -EREMOTEIO; /* reported */
+                        r = sbx_error_set(error, -EREMOTEIO, "sbx-cache: %s", msg);
                         break;
                 }
         }
@@ -162,7 +172,11 @@ static int fetch_list(Listing *l) {
         sbx_msg_done(&m);
         if (r < 0)
                 return r;
-        return read_until_done(fd, l, NULL, NULL, 0);
+        _cleanup_(sbx_error_done) SbxError error = {};
+        r = read_until_done(fd, l, NULL, NULL, &error);
+        if (r == -EREMOTEIO)
+                fprintf(stderr, "sbxctl: %s\n", sbx_error_message(&error)); /* reported: the callers stay quiet */
+        return r;
 }
 
 static const char *age(int64_t sec, char *buf, size_t size) {
@@ -240,8 +254,9 @@ static int cache_ls(bool json) {
 
 /* purge or verify, for the given key prefixes (none: all). */
 static int cache_drop(uint8_t type, int argc, char **argv) {
+        _cleanup_(sbx_error_done) SbxError error = {};
         _cleanup_close_ int fd = -EBADF;
-        char note[SBX_CACHE_NOTE_MAX + 1] = "";
+        _cleanup_free_ char *note = NULL;
         uint32_t count = 0;
         SbxMsg m;
         int r;
@@ -263,9 +278,11 @@ static int cache_drop(uint8_t type, int argc, char **argv) {
         r = sbx_msg_send(&m, fd);
         sbx_msg_done(&m);
         if (r >= 0)
-                r = read_until_done(fd, NULL, &count, note, sizeof note);
+                r = read_until_done(fd, NULL, &count, &note, &error);
         if (r < 0) {
-                if (r != -EREMOTEIO)
+                if (r == -EREMOTEIO)
+                        fprintf(stderr, "sbxctl: %s\n", sbx_error_message(&error));
+                else
                         fprintf(stderr, "sbxctl: the cache did not answer: %s\n", strerror(-r));
                 return 1;
         }

@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "proto.h"
 #include "init.h"
+#include "sbx-error.h"
 #include "session.h"
 
 /* How long output may keep trickling in after the code exited and every
@@ -152,17 +153,17 @@ static int handle_resume(Agent *a, const uint8_t *payload, size_t len) {
 }
 
 /* Hands the code to the language's persistent interpreter, starting it if needed. */
-static int start_session(Agent *a, const ExecRequest *req, char *msg, size_t msg_size) {
+static int start_session(Agent *a, const ExecRequest *req, SbxError *error) {
         Exec *e = &a->exec;
         Session *s = &a->sessions[req->language];
         bool fresh;
         int r;
 
         e->child = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
-        r = exec_write_code(req, ++a->n_execs, e->child.path, sizeof e->child.path, msg, msg_size);
+        r = exec_write_code(req, ++a->n_execs, e->child.path, sizeof e->child.path, error);
         if (r < 0)
                 return r;
-        r = session_submit(s, req, e->child.path, &fresh, msg, msg_size);
+        r = session_submit(s, req, e->child.path, &fresh, error);
         if (r < 0) {
                 (void) unlink(e->child.path);
                 return r;
@@ -176,9 +177,9 @@ static int start_session(Agent *a, const ExecRequest *req, char *msg, size_t msg
 }
 
 static int start_exec(Agent *a, const uint8_t *payload, size_t len) {
+        _cleanup_(sbx_error_done) SbxError error = {};
         ExecRequest req;
         const char *reason;
-        char msg[256];
         int r;
 
         if (a->running)
@@ -195,18 +196,13 @@ static int start_exec(Agent *a, const uint8_t *payload, size_t len) {
         exec_apply_host_state(&req);
 
         a->exec = (Exec) {};
-        if (req.session) {
-                r = start_session(a, &req, msg, sizeof msg);
-                if (r < 0) {
-                        exec_request_done(&req);
-                        return send_error(a, msg);
-                }
-        } else {
-                r = exec_spawn(&req, ++a->n_execs, &a->exec.child, msg, sizeof msg);
-                if (r < 0) {
-                        exec_request_done(&req);
-                        return send_error(a, msg);
-                }
+        if (req.session)
+                r = start_session(a, &req, &error);
+        else
+                r = exec_spawn(&req, ++a->n_execs, &a->exec.child, &error);
+        if (r < 0) {
+                exec_request_done(&req);
+                return send_error(a, sbx_error_message(&error));
         }
         a->exec.start_usec = now_usec(CLOCK_MONOTONIC);
         a->running = true;

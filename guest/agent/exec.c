@@ -21,6 +21,7 @@
 #include "init.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "validate.h"
 
 #define SEED_MAX 512u
@@ -356,7 +357,7 @@ static size_t build_env(const ExecRequest *req, const char *envp[], size_t max) 
 }
 
 static int spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
-                      ExecChild *ret, char *reason, size_t reason_size) {
+                      ExecChild *ret, SbxError *error) {
         const char *envp[ELEMENTSOF(base_env) + ELEMENTSOF(emulated_js_env) + SBX_ENV_COUNT_MAX + 1];
         _cleanup_(close_pairp) int out[2] = { -EBADF, -EBADF }, err[2] = { -EBADF, -EBADF },
                                  report[2] = { -EBADF, -EBADF };
@@ -366,24 +367,20 @@ static int spawn_argv(const char *const argv[], const ExecRequest *req, const in
         pid_t pid;
         int r;
 
-        if (n_extra > EXEC_EXTRA_FDS_MAX) {
-                snprintf(reason, reason_size, "too many fds");
-                return -EINVAL;
-        }
+        if (n_extra > EXEC_EXTRA_FDS_MAX)
+                return sbx_error_set(error, -EINVAL, "too many fds");
         build_env(req, envp, ELEMENTSOF(envp) - 1);
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (null_fd < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) {
                 r = -errno;
-                snprintf(reason, reason_size, "cannot set up the child's fds: %s", strerror(-r));
-                return r;
+                return sbx_error_set(error, r, "cannot set up the child's fds: %s", strerror(-r));
         }
 
         pid = fork();
         if (pid < 0) {
                 r = -errno;
-                snprintf(reason, reason_size, "fork failed: %s", strerror(-r));
-                return r;
+                return sbx_error_set(error, r, "fork failed: %s", strerror(-r));
         }
         if (pid == 0)
                 child_run((char *const *) argv, (char *const *) envp, null_fd, out[1], err[1], extra_fds, n_extra,
@@ -398,11 +395,10 @@ static int spawn_argv(const char *const argv[], const ExecRequest *req, const in
                 (void) waitpid(pid, NULL, 0);
                 if (k == (ssize_t) sizeof f) {
                         f.step[sizeof f.step - 1] = 0;
-                        snprintf(reason, reason_size, "cannot start %s: %s: %s", argv[0], f.step, strerror(f.error));
-                        return -f.error ?: -EIO;
+                        return sbx_error_set(error, -f.error ?: -EIO, "cannot start %s: %s: %s", argv[0], f.step,
+                                             strerror(f.error));
                 }
-                snprintf(reason, reason_size, "cannot start %s", argv[0]);
-                return -EIO;
+                return sbx_error_set(error, -EIO, "cannot start %s", argv[0]);
         }
 
         (void) fd_set_nonblock(out[0], 1);
@@ -414,13 +410,12 @@ static int spawn_argv(const char *const argv[], const ExecRequest *req, const in
 }
 
 int exec_spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
-                    ExecChild *ret, char *reason, size_t reason_size) {
+                    ExecChild *ret, SbxError *error) {
         *ret = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
-        return spawn_argv(argv, req, extra_fds, n_extra, ret, reason, reason_size);
+        return spawn_argv(argv, req, extra_fds, n_extra, ret, error);
 }
 
-int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, char *reason,
-                    size_t reason_size) {
+int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, SbxError *error) {
         static const char *const suffix[_SBX_LANG_MAX] = {
                 [SBX_LANG_PYTHON] = "py",
                 /* .ts so TypeScript works; plain JavaScript is valid TypeScript for Bun. */
@@ -429,20 +424,16 @@ int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path
         };
         int r;
 
-        if (req->language < 0 || req->language >= _SBX_LANG_MAX) {
-                snprintf(reason, reason_size, "unsupported language");
-                return -EINVAL;
-        }
+        if (req->language < 0 || req->language >= _SBX_LANG_MAX)
+                return sbx_error_set(error, -EINVAL, "unsupported language");
         snprintf(path, path_size, SBX_GUEST_RUNDIR "/code-%u.%s", id, suffix[req->language]);
         r = write_code_file(path, req->code, req->code_len);
-        if (r < 0) {
-                snprintf(reason, reason_size, "cannot write %s: %s", path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "cannot write %s: %s", path, strerror(-r));
         return 0;
 }
 
-int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size) {
+int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, SbxError *error) {
         static const char *const interpreters[_SBX_LANG_MAX][3] = {
                 /* -u: output streams live even if the env var is overridden. */
                 [SBX_LANG_PYTHON] = { "/usr/bin/python3", "-u" },
@@ -454,7 +445,7 @@ int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason
         int r;
 
         *ret = (ExecChild) { .stdout_fd = -EBADF, .stderr_fd = -EBADF };
-        r = exec_write_code(req, id, ret->path, sizeof ret->path, reason, reason_size);
+        r = exec_write_code(req, id, ret->path, sizeof ret->path, error);
         if (r < 0)
                 return r;
 
@@ -462,7 +453,7 @@ int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason
                 argv[n++] = interpreters[req->language][i];
         argv[n] = ret->path;
 
-        r = spawn_argv(argv, req, NULL, 0, ret, reason, reason_size);
+        r = spawn_argv(argv, req, NULL, 0, ret, error);
         if (r < 0) {
                 (void) unlink(ret->path);
                 return r;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "proto.h"
+#include "sbx-error.h"
 
 typedef struct ExecRequest {
         SbxLanguage language;
@@ -42,20 +43,19 @@ void exec_request_done(ExecRequest *req);
 /* Sets the clock and feeds the seed to the kernel RNG, best effort. */
 void exec_apply_host_state(const ExecRequest *req);
 
-/* Writes the code file and starts the interpreter. On failure, a message for
- * SBX_G_ERROR is left in reason. */
-int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, char *reason, size_t reason_size);
+/* Writes the code file and starts the interpreter. On failure, error holds the message for
+ * SBX_G_ERROR. */
+int exec_spawn(const ExecRequest *req, unsigned id, ExecChild *ret, SbxError *error);
 
 /* Writes the code to SBX_GUEST_RUNDIR/code-ID.{py,ts,sh} (path, at least 64 bytes). */
-int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, char *reason,
-                    size_t reason_size);
+int exec_write_code(const ExecRequest *req, unsigned id, char *path, size_t path_size, SbxError *error);
 
 /* Starts argv exactly like a one-shot exec's interpreter (uid 1000, limits,
  * environment from req, cwd, stdout/stderr pipes), with extra_fds[i] at fd
  * 3 + i in the child (not close-on-exec there). ret->path stays empty. */
 #define EXEC_EXTRA_FDS_MAX 4u
 int exec_spawn_argv(const char *const argv[], const ExecRequest *req, const int extra_fds[], size_t n_extra,
-                    ExecChild *ret, char *reason, size_t reason_size);
+                    ExecChild *ret, SbxError *error);
 
 /* SIGKILLs every process of the sandbox user, including ones that left the
  * exec's process group. Returns once the signals are sent. */

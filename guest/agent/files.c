@@ -112,41 +112,43 @@ static int send_result(int port_fd, SbxFileStatus status, uint64_t size, const c
         return 0;
 }
 
-/* Maps an errno of path resolution/opening to a status and message. */
-static SbxFileStatus errno_status(int error, char *msg, size_t msg_size) {
+/* Maps an errno of path resolution/opening to a status and a message (static storage). */
+static SbxFileStatus errno_status(int error, const char **ret_message) {
         switch (error) {
         case EXDEV:
         case ELOOP:
-                snprintf(msg, msg_size, "path escapes the home directory or is a symlink that cannot be followed");
+                *ret_message = "path escapes the home directory or is a symlink that cannot be followed";
                 return SBX_FILE_INVALID_PATH;
         case ENAMETOOLONG:
-                snprintf(msg, msg_size, "path too long");
+                *ret_message = "path too long";
                 return SBX_FILE_INVALID_PATH;
         case EISDIR:
-                snprintf(msg, msg_size, "is a directory");
+                *ret_message = "is a directory";
                 return SBX_FILE_INVALID_PATH;
         case ENXIO: /* a FIFO without reader, a socket */
         case ENODEV:
-                snprintf(msg, msg_size, "not a regular file");
+                *ret_message = "not a regular file";
                 return SBX_FILE_INVALID_PATH;
         case ENOENT:
-                snprintf(msg, msg_size, "No such file or directory");
+                *ret_message = "No such file or directory";
                 return SBX_FILE_NOT_FOUND;
         case ENOTDIR:
-                snprintf(msg, msg_size, "a path component is not a directory");
+                *ret_message = "a path component is not a directory";
                 return SBX_FILE_NOT_FOUND;
         case EFBIG:
-                snprintf(msg, msg_size, "file too large");
+                *ret_message = "file too large";
                 return SBX_FILE_TOO_LARGE;
         default:
-                snprintf(msg, msg_size, "%s", strerror(error));
+                *ret_message = strerror(error);
                 return SBX_FILE_IO_ERROR;
         }
 }
 
-/* Finds PATH and checks it lexically. Returns 0, or a status with msg set. */
+_Static_assert(SBX_PATH_MAX == 4096u, "the message below names the limit");
+
+/* Finds PATH and checks it lexically. Returns 0, or a status with *ret_reason set (static storage). */
 static SbxFileStatus parse_path(const uint8_t *payload, size_t len, char out[static SBX_PATH_MAX + 1], uint32_t *ret_mode,
-                                char *msg, size_t msg_size) {
+                                const char **ret_reason) {
         SbxTlvIter it;
         uint16_t tag;
         const uint8_t *v, *path = NULL;
@@ -160,26 +162,26 @@ static SbxFileStatus parse_path(const uint8_t *payload, size_t len, char out[sta
                         path_len = n;
                 } else if (tag == SBX_T_MODE && ret_mode) {
                         if (sbx_tlv_u32(v, n, ret_mode) < 0) {
-                                snprintf(msg, msg_size, "malformed mode");
+                                *ret_reason = "malformed mode";
                                 return SBX_FILE_INVALID_PATH;
                         }
                 }
         }
         if (r < 0 || !path) {
-                snprintf(msg, msg_size, r < 0 ? "malformed request" : "missing path");
+                *ret_reason = r < 0 ? "malformed request" : "missing path";
                 return SBX_FILE_INVALID_PATH;
         }
         if (path_len > SBX_PATH_MAX) {
-                snprintf(msg, msg_size, "path longer than %u bytes", SBX_PATH_MAX);
+                *ret_reason = "path longer than 4096 bytes";
                 return SBX_FILE_INVALID_PATH;
         }
         r = path_check((const char *) path, path_len, out, SBX_PATH_MAX + 1);
         if (r == -ENAMETOOLONG) {
-                snprintf(msg, msg_size, "path or path component too long");
+                *ret_reason = "path or path component too long";
                 return SBX_FILE_INVALID_PATH;
         }
         if (r < 0) {
-                snprintf(msg, msg_size, "path must be relative to the home directory, without \"..\"");
+                *ret_reason = "path must be relative to the home directory, without \"..\"";
                 return SBX_FILE_INVALID_PATH;
         }
         return SBX_FILE_OK;
@@ -189,10 +191,11 @@ void file_write_init(FileWrite *w) {
         *w = (FileWrite) { .fd = -EBADF, .dir_fd = -EBADF };
 }
 
+/* message: static storage (a literal or strerror()). */
 static void write_fail(FileWrite *w, SbxFileStatus status, const char *message) {
         if (w->status == SBX_FILE_OK) {
                 w->status = status;
-                snprintf(w->message, sizeof w->message, "%s", message);
+                w->message = message;
         }
         if (w->fd >= 0) {
                 w->fd = safe_close(w->fd);
@@ -206,8 +209,8 @@ static void write_fail(FileWrite *w, SbxFileStatus status, const char *message) 
 }
 
 int files_write_begin(FileWrite *w, int port_fd, const uint8_t *payload, size_t len, bool busy) {
-        char path[SBX_PATH_MAX + 1], msg[256];
-        const char *parent, *name;
+        char path[SBX_PATH_MAX + 1];
+        const char *parent, *name, *msg;
         uint32_t mode = 0644;
         SbxFileStatus st;
         struct stat sb;
@@ -225,7 +228,7 @@ int files_write_begin(FileWrite *w, int port_fd, const uint8_t *payload, size_t 
                 write_fail(w, SBX_FILE_IO_ERROR, "busy");
                 return 0;
         }
-        st = parse_path(payload, len, path, &mode, msg, sizeof msg);
+        st = parse_path(payload, len, path, &mode, &msg);
         if (st != SBX_FILE_OK) {
                 write_fail(w, st, msg);
                 return 0;
@@ -245,7 +248,7 @@ int files_write_begin(FileWrite *w, int port_fd, const uint8_t *payload, size_t 
         w->dir_fd = open_parent_dirs(parent);
         if (w->dir_fd < 0) {
                 as_root();
-                st = errno_status(-w->dir_fd, msg, sizeof msg);
+                st = errno_status(-w->dir_fd, &msg);
                 write_fail(w, st, msg);
                 return 0;
         }
@@ -255,7 +258,7 @@ int files_write_begin(FileWrite *w, int port_fd, const uint8_t *payload, size_t 
                              O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
         if (fd < 0) {
                 as_root();
-                st = errno_status(-fd, msg, sizeof msg);
+                st = errno_status(-fd, &msg);
                 write_fail(w, st, msg);
                 return 0;
         }
@@ -292,9 +295,8 @@ int files_write_data(FileWrite *w, int port_fd, const uint8_t *payload, size_t l
                 if (tag != SBX_T_DATA)
                         continue;
                 if (n > SBX_FILE_MAX - w->size) {
-                        char msg[64];
-                        snprintf(msg, sizeof msg, "file larger than %llu bytes", (unsigned long long) SBX_FILE_MAX);
-                        write_fail(w, SBX_FILE_TOO_LARGE, msg);
+                        _Static_assert(SBX_FILE_MAX == 524288000ull, "the message names the limit");
+                        write_fail(w, SBX_FILE_TOO_LARGE, "file larger than 524288000 bytes");
                         return 0;
                 }
                 for (size_t off = 0; off < n;) {
@@ -315,8 +317,8 @@ int files_write_data(FileWrite *w, int port_fd, const uint8_t *payload, size_t l
 
 int files_write_end(FileWrite *w, int port_fd) {
         SbxFileStatus st;
+        const char *msg;
         uint64_t size;
-        char msg[256];
 
         if (!w->active)
                 return send_result(port_fd, SBX_FILE_IO_ERROR, 0, "no file write in progress");
@@ -335,13 +337,14 @@ int files_write_end(FileWrite *w, int port_fd) {
         w->dir_fd = safe_close(w->dir_fd);
         st = w->status;
         size = st == SBX_FILE_OK ? w->size : 0;
-        snprintf(msg, sizeof msg, "%s", w->message);
+        msg = w->message;
         file_write_init(w);
         return send_result(port_fd, st, size, st == SBX_FILE_OK ? NULL : msg);
 }
 
 int files_read(int port_fd, const uint8_t *payload, size_t len, bool busy) {
-        char path[SBX_PATH_MAX + 1], msg[256];
+        char path[SBX_PATH_MAX + 1];
+        const char *msg;
         _cleanup_close_ int fd = -EBADF;
         SbxFileStatus st;
         struct stat sb;
@@ -350,7 +353,7 @@ int files_read(int port_fd, const uint8_t *payload, size_t len, bool busy) {
 
         if (busy)
                 return send_result(port_fd, SBX_FILE_IO_ERROR, 0, "busy");
-        st = parse_path(payload, len, path, NULL, msg, sizeof msg);
+        st = parse_path(payload, len, path, NULL, &msg);
         if (st != SBX_FILE_OK)
                 return send_result(port_fd, st, 0, msg);
         if (home_fd() < 0)
@@ -360,7 +363,7 @@ int files_read(int port_fd, const uint8_t *payload, size_t len, bool busy) {
         fd = openat2_beneath(home_fd(), *path ? path : ".", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
         as_root();
         if (fd < 0) {
-                st = errno_status(-fd, msg, sizeof msg);
+                st = errno_status(-fd, &msg);
                 return send_result(port_fd, st, 0, msg);
         }
         if (fstat(fd, &sb) < 0)
@@ -397,7 +400,8 @@ int files_read(int port_fd, const uint8_t *payload, size_t len, bool busy) {
 }
 
 int files_list(int port_fd, const uint8_t *payload, size_t len, bool busy) {
-        char path[SBX_PATH_MAX + 1], msg[256];
+        char path[SBX_PATH_MAX + 1];
+        const char *msg;
         _cleanup_closedir_ DIR *d = NULL;
         SbxFileStatus st;
         struct dirent *de;
@@ -406,7 +410,7 @@ int files_list(int port_fd, const uint8_t *payload, size_t len, bool busy) {
 
         if (busy)
                 return send_result(port_fd, SBX_FILE_IO_ERROR, 0, "busy");
-        st = parse_path(payload, len, path, NULL, msg, sizeof msg);
+        st = parse_path(payload, len, path, NULL, &msg);
         if (st != SBX_FILE_OK)
                 return send_result(port_fd, st, 0, msg);
         if (home_fd() < 0)
@@ -420,7 +424,7 @@ int files_list(int port_fd, const uint8_t *payload, size_t len, bool busy) {
                         /* The last component exists but is no directory? */
                         return send_result(port_fd, SBX_FILE_INVALID_PATH, 0, "not a directory");
                 }
-                st = errno_status(-fd, msg, sizeof msg);
+                st = errno_status(-fd, &msg);
                 return send_result(port_fd, st, 0, msg);
         }
         d = fdopendir(fd);

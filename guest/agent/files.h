@@ -12,13 +12,13 @@
 #include "proto.h"
 
 typedef struct FileWrite {
-        bool active;           /* between FILE_WRITE and FILE_END */
-        int fd;                /* the file being written, or -1 after an error */
-        int dir_fd;            /* its parent directory (O_PATH) */
+        bool active; /* between FILE_WRITE and FILE_END */
+        int fd;      /* the file being written, or -1 after an error */
+        int dir_fd;  /* its parent directory (O_PATH) */
         char name[SBX_PATH_COMPONENT_MAX + 1];
         uint64_t size;
-        SbxFileStatus status;  /* the first error, reported at FILE_END */
-        char message[256];
+        SbxFileStatus status; /* the first error, reported at FILE_END */
+        const char *message;  /* its text (static storage) */
 } FileWrite;
 
 void file_write_init(FileWrite *w);

@@ -13,6 +13,7 @@
 #include "init.h"
 #include "log.h"
 #include "macro.h"
+#include "sbx-error.h"
 #include "session-drivers.h"
 #include "session.h"
 
@@ -64,23 +65,21 @@ static int write_driver(SbxLanguage l) {
         return RET_NERRNO(fchmod(fd, 0644));
 }
 
-static int session_start(Session *s, const ExecRequest *req, char *reason, size_t reason_size) {
+static int session_start(Session *s, const ExecRequest *req, SbxError *error) {
         int req_pipe[2] = { -EBADF, -EBADF }, done_pipe[2] = { -EBADF, -EBADF };
         ExecChild child;
         int r;
 
         r = write_driver(s->language);
-        if (r < 0) {
-                snprintf(reason, reason_size, "cannot write %s: %s", drivers[s->language].path, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return sbx_error_set(error, r, "cannot write %s: %s", drivers[s->language].path, strerror(-r));
         if (pipe2(req_pipe, O_CLOEXEC) < 0 || pipe2(done_pipe, O_CLOEXEC) < 0) {
                 r = -errno;
-                snprintf(reason, reason_size, "cannot create the session pipes: %s", strerror(-r));
+                r = sbx_error_set(error, r, "cannot create the session pipes: %s", strerror(-r));
                 goto finish;
         }
         r = exec_spawn_argv(drivers[s->language].argv, req, (const int[]) { req_pipe[0], done_pipe[1] }, 2, &child,
-                            reason, reason_size);
+                            error);
         if (r < 0)
                 goto finish;
 
@@ -152,8 +151,7 @@ static int write_env_file(const Session *s, const ExecRequest *req, char *path, 
         return RET_NERRNO(fchmod(fd, 0644));
 }
 
-int session_submit(Session *s, const ExecRequest *req, const char *code_path, bool *ret_fresh, char *reason,
-                   size_t reason_size) {
+int session_submit(Session *s, const ExecRequest *req, const char *code_path, bool *ret_fresh, SbxError *error) {
         char line[192], env_path[64] = "";
         int n, r;
 
@@ -164,7 +162,7 @@ int session_submit(Session *s, const ExecRequest *req, const char *code_path, bo
 
         for (int attempt = 0;; attempt++) {
                 if (s->pid <= 0) {
-                        r = session_start(s, req, reason, reason_size);
+                        r = session_start(s, req, error);
                         if (r < 0)
                                 return r;
                         *ret_fresh = true;
@@ -176,11 +174,9 @@ int session_submit(Session *s, const ExecRequest *req, const char *code_path, bo
 
                 if (req->n_env > 0 && !*env_path) {
                         r = write_env_file(s, req, env_path, sizeof env_path);
-                        if (r < 0) {
-                                snprintf(reason, reason_size, "cannot write the exec's environment: %s",
-                                         strerror(-r));
-                                return r;
-                        }
+                        if (r < 0)
+                                return sbx_error_set(error, r, "cannot write the exec's environment: %s",
+                                                     strerror(-r));
                 }
                 /* "CODE_PATH[\tENV_PATH]\n" */
                 n = snprintf(line, sizeof line, "%s%s%s\n", code_path, *env_path ? "\t" : "", env_path);
@@ -191,10 +187,8 @@ int session_submit(Session *s, const ExecRequest *req, const char *code_path, bo
                  * stopped reading requests. Either way, start a new one once. */
                 log_debug("session %d: request write failed: %s", (int) s->language, strerror(-r));
                 session_destroy(s);
-                if (attempt > 0) {
-                        snprintf(reason, reason_size, "the session interpreter does not accept code");
-                        return r < 0 ? r : -EIO;
-                }
+                if (attempt > 0)
+                        return sbx_error_set(error, r < 0 ? r : -EIO, "the session interpreter does not accept code");
         }
 }
 

@@ -31,9 +31,8 @@ typedef struct Session {
 void session_init(Session *s, SbxLanguage language);
 
 /* Starts the interpreter if it is not running (*ret_fresh = true then) and
- * hands it the code file. On failure a message for SBX_G_ERROR is in reason. */
-int session_submit(Session *s, const ExecRequest *req, const char *code_path, bool *ret_fresh, char *reason,
-                   size_t reason_size);
+ * hands it the code file. On failure error holds the message for SBX_G_ERROR. */
+int session_submit(Session *s, const ExecRequest *req, const char *code_path, bool *ret_fresh, SbxError *error);
 
 /* Reads what the done pipe holds. 1 and *ret_status: the exec finished;
  * 0: not yet; -EPIPE: the pipe is closed or carries garbage (the driver is

@@ -191,7 +191,7 @@ static void test_load(void) {
         unsetenv("SBX_CONFIG");
 
         /* A missing file means defaults. */
-        ASSERT_OK(sbx_config_load(&c, "/nonexistent/sbx.conf"));
+        ASSERT_OK(sbx_config_load(&c, "/nonexistent/sbx.conf", NULL));
         ASSERT_EQ(c.accel, SBX_ACCEL_AUTO);
         ASSERT_EQ(c.vcpus, 1);
         ASSERT_EQ(c.default_memory_mb, 256);
@@ -239,7 +239,7 @@ static void test_load(void) {
                                  "boot_timeout_ms = 1500\n"
                                  "job_linger_seconds = 0\n"
                                  "   ; trailing comment without newline");
-        ASSERT_OK(sbx_config_load(&c, path));
+        ASSERT_OK(sbx_config_load(&c, path, NULL));
         ASSERT_STREQ(c.kernel, "/k/bzImage");
         ASSERT_STREQ(c.initrd, "/k/initramfs.cpio");
         ASSERT_STREQ(c.rootfs, "/k/rootfs.erofs");
@@ -263,31 +263,31 @@ static void test_load(void) {
 
         /* SBX_ACCEL overrides the file; empty means "not set". */
         ASSERT_OK(setenv("SBX_ACCEL", "tcg", 1));
-        ASSERT_OK(sbx_config_load(&c, path));
+        ASSERT_OK(sbx_config_load(&c, path, NULL));
         ASSERT_EQ(c.accel, SBX_ACCEL_TCG);
         ASSERT_EQ(c.vcpus, 2);
         sbx_config_done(&c);
         ASSERT_OK(setenv("SBX_ACCEL", "auto", 1));
-        ASSERT_OK(sbx_config_load(&c, path));
+        ASSERT_OK(sbx_config_load(&c, path, NULL));
         ASSERT_EQ(c.accel, SBX_ACCEL_AUTO);
         sbx_config_done(&c);
         ASSERT_OK(setenv("SBX_ACCEL", "", 1));
-        ASSERT_OK(sbx_config_load(&c, path));
+        ASSERT_OK(sbx_config_load(&c, path, NULL));
         ASSERT_EQ(c.accel, SBX_ACCEL_KVM);
         sbx_config_done(&c);
         ASSERT_OK(setenv("SBX_ACCEL", "hvf", 1));
-        ASSERT_ERROR(sbx_config_load(&c, path), EINVAL);
+        ASSERT_ERROR(sbx_config_load(&c, path, NULL), EINVAL);
         sbx_config_done(&c);
         /* ... also without any file. */
         ASSERT_OK(setenv("SBX_ACCEL", "tcg", 1));
-        ASSERT_OK(sbx_config_load(&c, "/nonexistent/sbx.conf"));
+        ASSERT_OK(sbx_config_load(&c, "/nonexistent/sbx.conf", NULL));
         ASSERT_EQ(c.accel, SBX_ACCEL_TCG);
         sbx_config_done(&c);
         unsetenv("SBX_ACCEL");
 
         /* $SBX_CONFIG is used when no path is given. */
         ASSERT_OK(setenv("SBX_CONFIG", path, 1));
-        ASSERT_OK(sbx_config_load(&c, NULL));
+        ASSERT_OK(sbx_config_load(&c, NULL, NULL));
         ASSERT_STREQ(c.kernel, "/k/bzImage");
         ASSERT_EQ(c.accel, SBX_ACCEL_KVM);
         sbx_config_done(&c);
@@ -295,12 +295,20 @@ static void test_load(void) {
 
         /* One bad line fails the whole load. */
         bad = write_temp_config("vcpus = 2\nvcpus = 65\n");
-        ASSERT_ERROR(sbx_config_load(&c, bad), EINVAL);
+        ASSERT_ERROR(sbx_config_load(&c, bad, NULL), EINVAL);
         sbx_config_done(&c);
         ASSERT_OK(unlink(bad));
         free(bad);
         bad = write_temp_config("kernel = /k\nno_such_key = 1\n");
-        ASSERT_ERROR(sbx_config_load(&c, bad), EINVAL);
+        {
+                /* The error names the file and the line; the loader logs nothing itself. */
+                _cleanup_(sbx_error_done) SbxError error = {};
+                _cleanup_free_ char *want = NULL;
+                ASSERT_ERROR(sbx_config_load(&c, bad, &error), EINVAL);
+                ASSERT_EQ(error.error, -EINVAL);
+                ASSERT_TRUE(asprintf(&want, "%s:2: invalid line: no_such_key = 1", bad) > 0);
+                ASSERT_STREQ(error.message, want);
+        }
         sbx_config_done(&c);
         ASSERT_OK(unlink(bad));
 
@@ -312,7 +320,7 @@ static void test_load(void) {
         strcpy(longline + 4199, "vcpus = 7\n");
         free(bad);
         bad = write_temp_config(longline);
-        ASSERT_ERROR(sbx_config_load(&c, bad), EINVAL);
+        ASSERT_ERROR(sbx_config_load(&c, bad, NULL), EINVAL);
         sbx_config_done(&c);
         ASSERT_OK(unlink(bad));
         /* ... while a long last line without a newline is read whole. */
@@ -320,7 +328,7 @@ static void test_load(void) {
         longline[4199] = 0;
         free(bad);
         bad = write_temp_config(longline);
-        ASSERT_OK(sbx_config_load(&c, bad));
+        ASSERT_OK(sbx_config_load(&c, bad, NULL));
         ASSERT_EQ(c.vcpus, 1);
         sbx_config_done(&c);
         ASSERT_OK(unlink(bad));
