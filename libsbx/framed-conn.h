@@ -105,6 +105,14 @@ void framed_conn_drain(FramedConn *c);
 void framed_conn_stop(FramedConn *c);
 /* Ends a pause: dispatches the frames already buffered, then reads again. */
 void framed_conn_resume(FramedConn *c);
+/* Read with recvmsg() and keep the fds passed along (SCM_RIGHTS), for framed_conn_take_fd(). */
+static inline void framed_conn_set_recv_fds(FramedConn *c, bool b) {
+        c->recv_fds = b;
+}
+/* The oldest fd received with the frames so far (the caller owns it), or -EBADF. */
+static inline int framed_conn_take_fd(FramedConn *c) {
+        return sbx_frame_reader_take_fd(&c->reader);
+}
 static inline size_t framed_conn_queued(const FramedConn *c) {
         return c->out_end - c->out_start;
 }

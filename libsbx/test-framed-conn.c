@@ -29,7 +29,7 @@ static int on_frame(FramedConn *c, uint8_t type, const uint8_t *payload, size_t 
 
         p->n_frames++;
         p->last_len = len;
-        int fd = sbx_frame_reader_take_fd(&c->reader);
+        int fd = framed_conn_take_fd(c);
         if (fd >= 0) {
                 safe_close(p->got_fd);
                 p->got_fd = fd;
@@ -53,7 +53,7 @@ static Peer *peer_new(sd_event *e, int fd, size_t out_max) {
         ASSERT_NOT_NULL(p);
         p->got_fd = -EBADF;
         ASSERT_OK(framed_conn_open(&p->conn, e, "test peer", fd, SBX_HOST_FRAME_MAX, out_max, on_frame, on_close, p));
-        p->conn.recv_fds = true;
+        framed_conn_set_recv_fds(&p->conn, true);
         return p;
 }
 

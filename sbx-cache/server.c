@@ -341,7 +341,7 @@ static int conn_handle(Conn *k, uint8_t type, const uint8_t *p, size_t n) {
                 return r;
         }
         for (unsigned i = 0; i < q.n_fds; i++) {
-                fds[i] = sbx_frame_reader_take_fd(&k->conn.reader);
+                fds[i] = framed_conn_take_fd(&k->conn);
                 if (fds[i] < 0) {
                         for (unsigned j = 0; j < i; j++)
                                 safe_close(fds[j]);
@@ -374,7 +374,7 @@ static int conn_handle(Conn *k, uint8_t type, const uint8_t *p, size_t n) {
         for (unsigned i = 0; i < q.n_fds; i++)
                 safe_close(fds[i]);
         /* Whatever came along that this frame does not take is not trusted to belong to the next one. */
-        for (int f; (f = sbx_frame_reader_take_fd(&k->conn.reader)) >= 0;)
+        for (int f; (f = framed_conn_take_fd(&k->conn)) >= 0;)
                 safe_close(f);
         return r < 0 && r != -EPROTO ? r : 0;
 }
@@ -412,7 +412,7 @@ static void conn_free(Conn *k) {
                 else
                         k->build->owner = NULL;
         }
-        for (int f; (f = sbx_frame_reader_take_fd(&k->conn.reader)) >= 0;)
+        for (int f; (f = framed_conn_take_fd(&k->conn)) >= 0;)
                 safe_close(f);
         framed_conn_close(&k->conn);
         LIST_REMOVE(c->conns, c->conns_tail, k);
@@ -468,7 +468,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 free(k);
                 return 0;
         }
-        k->conn.recv_fds = true;
+        framed_conn_set_recv_fds(&k->conn, true);
         LIST_APPEND(c->conns, c->conns_tail, k);
         c->n_conns++;
         if (!k->may_use && !k->is_admin)

@@ -247,7 +247,7 @@ void transfer_start(Worker *w, uint8_t type, const uint8_t *p, size_t n) {
         SbxMsg m;
 
         if (type != SBX_B_LIST) {
-                fd = sbx_frame_reader_take_fd(&w->broker.reader);
+                fd = framed_conn_take_fd(&w->broker);
                 if (fd < 0) {
                         worker_broker_violation(w, "a file request without an fd");
                         return;

@@ -348,7 +348,7 @@ int worker_new(sd_event *event, const SbxConfig *config, int broker_fd, Worker *
         if (r < 0)
                 return r;
         /* File requests bring an fd along (SCM_RIGHTS). */
-        w->broker.recv_fds = true;
+        framed_conn_set_recv_fds(&w->broker, true);
         w->broker.on_drain = on_broker_drain;
         r = sd_event_add_signal(event, &w->sigterm, SIGTERM, on_signal, w);
         if (r >= 0)
