@@ -115,7 +115,7 @@ static int property_ports(sd_bus *bus, const char *path, const char *interface, 
         (void) interface;
         (void) property;
         (void) error;
-        return port_mappings_append(reply, &j->result.ports);
+        return port_mappings_append(reply, &j->exec.result.ports);
 }
 
 static const sd_bus_vtable job_vtable[] = {
@@ -215,7 +215,7 @@ int job_append_result(Job *j, sd_bus_message *m) {
                     (r = append_str(m, "error_message", j->error_message ?: "")) < 0)
                         return r;
         } else {
-                r = run_result_append(m, &j->result, &j->out, &j->err, sbx_accel_to_string(j->broker->accel));
+                r = exec_append_result(&j->exec, m, sbx_accel_to_string(j->broker->accel));
                 if (r < 0)
                         return r;
         }

@@ -19,8 +19,6 @@
 #include "proto.h"
 #include "validate.h"
 
-/* How long finished output may take to reach a slow caller fd before the rest is dropped. */
-
 static const char *const job_state_names[_JOB_STATE_MAX] = {
         [JOB_QUEUED] = "queued",     [JOB_BOOTING] = "booting", [JOB_RUNNING] = "running",
         [JOB_FINISHED] = "finished", [JOB_FAILED] = "failed",   [JOB_CANCELLED] = "cancelled",
@@ -37,8 +35,6 @@ static void job_set_state(Job *j, JobState s) {
         job_emit_state_changed(j);
 }
 
-static void job_try_complete(Job *j);
-
 static void job_release_worker(Job *j, bool kill_worker) {
         worker_link_release(&j->worker, kill_worker);
         admission_release(&j->slot);
@@ -48,7 +44,7 @@ static void job_fail(Job *j, const char *error_name, const char *fmt, ...) _prin
 static void job_fail(Job *j, const char *error_name, const char *fmt, ...) {
         va_list ap;
 
-        if (j->error_name || j->have_result)
+        if (j->error_name || j->exec.have_result)
                 return;
         j->error_name = error_name;
         va_start(ap, fmt);
@@ -57,7 +53,8 @@ static void job_fail(Job *j, const char *error_name, const char *fmt, ...) {
         va_end(ap);
         log_info("Job %" PRIu64 " failed: %s: %s", j->id, error_name, j->error_message ?: "");
         job_release_worker(j, true);
-        job_try_complete(j);
+        /* The reply still waits for the output already taken to reach the caller's fds. */
+        exec_abort(&j->exec);
 }
 
 static int on_linger_done(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -67,35 +64,13 @@ static int on_linger_done(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+/* The run is over and its output reached the caller's fds: the reply, Finished, then the linger. */
+static void on_exec_complete(Exec *e, void *userdata) {
         Job *j = userdata;
-        (void) s;
-        (void) usec;
-        log_warning("Job %" PRIu64 ": caller stopped reading its output fd; dropping the rest.", j->id);
-        output_capture_drop_pending(&j->out);
-        output_capture_drop_pending(&j->err);
-        job_try_complete(j);
-        return 0;
-}
-
-static int job_arm_timer(Job *j, uint64_t usec_from_now, sd_event_time_handler_t handler) {
-        j->timer = sd_event_source_disable_unref(j->timer);
-        return sd_event_add_time_relative(j->broker->event, &j->timer, CLOCK_MONOTONIC, usec_from_now, 0, handler, j);
-}
-
-static void job_try_complete(Job *j) {
         Broker *b = j->broker;
         int r;
+        (void) e;
 
-        if (j->completed || (!j->have_result && !j->error_name))
-                return;
-        if (fdsink_pending(j->out.sink) || fdsink_pending(j->err.sink)) {
-                if (!j->timer)
-                        (void) job_arm_timer(j, OUTPUT_DRAIN_TIMEOUT_USEC, on_drain_timeout);
-                return;
-        }
-
-        j->completed = true;
         j->t_done = now_usec(CLOCK_MONOTONIC);
         j->track = sd_bus_track_unref(j->track);
         if (j->error_name && strcmp(j->error_name, SBX_ERROR_CANCELLED) == 0)
@@ -130,57 +105,46 @@ static void job_try_complete(Job *j) {
         }
 
         /* The result went out; keep only the small parts while the object lingers. */
-        output_capture_done(&j->out);
-        output_capture_done(&j->err);
+        exec_drop_output(&j->exec);
         request_done(&j->req);
 
         /* The object goes away from its own, pre-allocated source: arming it cannot fail, and the
          * job is never freed inside the handler that completed it. */
-        j->timer = sd_event_source_disable_unref(j->timer);
         (void) sd_event_source_set_time_relative(j->linger, (uint64_t) b->config.job_linger_s * 1000000u);
         (void) sd_event_source_set_enabled(j->linger, SD_EVENT_ONESHOT);
 }
 
-static void on_sink_drained(void *userdata) {
+/* StartRun: the output the run keeps goes to its caller as Output signals too. */
+static void on_exec_output(Exec *e, SbxStream stream, const void *data, size_t n, void *userdata) {
         Job *j = userdata;
-        if (!fdsink_pending(j->out.sink) && !fdsink_pending(j->err.sink))
-                job_try_complete(j);
+        (void) e;
+        if (j->emit_signals)
+                (void) job_emit_output(j, stream, data, n);
 }
 
-/* Stores or forwards one chunk under the per-stream cap, and signals what was kept. */
-static int capture_append(Job *j, SbxStream stream, const uint8_t *data, size_t n) {
-        OutputCapture *c = stream == SBX_STREAM_STDOUT ? &j->out : &j->err;
-        size_t taken;
-        int r = output_capture_append(c, data, n, &taken);
-        if (r >= 0 && taken > 0 && j->emit_signals)
-                (void) job_emit_output(j, stream, data, taken);
-        return r;
-}
+static const ExecOps job_exec_ops = {
+        .on_output = on_exec_output,
+        .on_complete = on_exec_complete,
+};
 
 static int handle_result(Job *j, const uint8_t *p, size_t n) {
-        int r = run_result_parse(&j->result, p, n);
+        RunResult *res = &j->exec.result;
+        int r = run_result_parse(res, p, n);
         if (r < 0)
                 return r;
-        if (j->result.timed_out) {
-                char line[SBX_MESSAGE_MAX + 64];
-                run_result_note_timeout(&j->result, &j->err, line, sizeof line);
-                if (j->emit_signals)
-                        (void) job_emit_output(j, SBX_STREAM_STDERR, line, strlen(line));
-        }
         if (j->pooled) {
-                j->result.warm_pool_hit = true;
-                j->result.snapshot_tier = "warm";
+                res->warm_pool_hit = true;
+                res->snapshot_tier = "warm";
                 /* The boot happened before the request existed. */
-                j->result.boot_ms = 0;
-                j->result.setup_ms = 0;
+                res->boot_ms = 0;
+                res->setup_ms = 0;
         } else {
-                j->result.snapshot_tier = j->ready.restored ? "l1" : "cold";
-                j->result.boot_ms = j->ready.restored ? j->ready.restore_ms : j->ready.boot_ms;
-                j->result.setup_ms = j->ready.setup_ms;
+                res->snapshot_tier = j->ready.restored ? "l1" : "cold";
+                res->boot_ms = j->ready.restored ? j->ready.restore_ms : j->ready.boot_ms;
+                res->setup_ms = j->ready.setup_ms;
         }
         /* A one-shot run has no state to lose. */
-        j->result.state_reset = false;
-        j->have_result = true;
+        res->state_reset = false;
         return 0;
 }
 
@@ -200,7 +164,7 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
                 j->vm_ready = true;
                 j->qemu_pid = j->ready.qemu_pid;
                 if (j->ready.ports.n > 0) {
-                        j->result.ports = j->ready.ports;
+                        j->exec.result.ports = j->ready.ports;
                         (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
                 }
                 job_set_state(j, JOB_RUNNING);
@@ -215,16 +179,16 @@ static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, s
                 r = worker_output_parse(p, n, &stream, &data, &data_len);
                 if (r < 0)
                         return r;
-                return data ? capture_append(j, stream, data, data_len) : 0;
+                return data ? exec_output(&j->exec, stream, data, data_len) : 0;
         }
         case SBX_W_RESULT:
                 r = handle_result(j, p, n);
                 if (r < 0)
                         return r;
                 log_debug("Job %" PRIu64 " finished: exit %d, boot %" PRIu64 " ms, exec %" PRIu64 " ms", j->id,
-                          j->result.exit_code, j->result.boot_ms, j->result.exec_ms);
+                          j->exec.result.exit_code, j->exec.result.boot_ms, j->exec.result.exec_ms);
                 job_release_worker(j, false);
-                job_try_complete(j);
+                exec_result_in(&j->exec);
                 return 0;
         case SBX_W_ERROR: {
                 _cleanup_free_ char *msg = NULL;
@@ -354,7 +318,7 @@ static int on_owner_gone(sd_bus_track *t, void *userdata) {
 }
 
 int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_error *error) {
-        char why[ADMISSION_WHY_MAX];
+        char why[ADMISSION_WHY_MAX], name[32];
         Job *j;
         uid_t uid;
         int r;
@@ -368,11 +332,11 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         j->id = ++b->next_id;
         snprintf(j->path, sizeof j->path, SBX_JOB_PREFIX "/_%" PRIu64, j->id);
         worker_link_init(&j->worker);
+        snprintf(name, sizeof name, "Job %" PRIu64, j->id);
+        exec_init(&j->exec, b->event, name, &job_exec_ops, j);
         j->owner_uid = uid;
         j->req = *req;
         request_init(req, 0); /* taken over */
-        output_capture_init(&j->out, SBX_STDOUT_MAX);
-        output_capture_init(&j->err, SBX_STDERR_MAX);
         j->t_created = now_usec(CLOCK_MONOTONIC);
         j->state = JOB_QUEUED;
         j->owner = strdup(sd_bus_message_get_sender(call) ?: "");
@@ -389,16 +353,9 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
                 goto fail;
         (void) sd_event_source_set_enabled(j->linger, SD_EVENT_OFF);
 
-        if (j->req.stdout_fd >= 0) {
-                r = fdsink_new(b->event, j->req.stdout_fd, on_sink_drained, j, &j->out.sink);
-                if (r < 0)
-                        goto fail;
-        }
-        if (j->req.stderr_fd >= 0) {
-                r = fdsink_new(b->event, j->req.stderr_fd, on_sink_drained, j, &j->err.sink);
-                if (r < 0)
-                        goto fail;
-        }
+        r = exec_open_sinks(&j->exec, j->req.stdout_fd, j->req.stderr_fd);
+        if (r < 0)
+                goto fail;
         if (*j->owner) {
                 r = sd_bus_track_new(b->bus, &j->track, on_owner_gone, j);
                 if (r >= 0)
@@ -427,12 +384,11 @@ fail:
 }
 
 void job_cancel(Job *j, const char *why) {
-        if (j->completed)
+        if (exec_is_complete(&j->exec))
                 return;
         admission_cancel(&j->waiter);
         /* Nobody is left to read the output when the caller is gone. */
-        j->out.sink = fdsink_free(j->out.sink);
-        j->err.sink = fdsink_free(j->err.sink);
+        exec_close_sinks(&j->exec);
         job_fail(j, SBX_ERROR_CANCELLED, "The run was cancelled: %s.", why);
 }
 
@@ -451,14 +407,11 @@ Job *job_free(Job *j) {
         b = j->broker;
         admission_cancel(&j->waiter);
         job_release_worker(j, true);
-        j->timer = sd_event_source_disable_unref(j->timer);
         j->linger = sd_event_source_disable_unref(j->linger);
         j->track = sd_bus_track_unref(j->track);
         j->reply_to = sd_bus_message_unref(j->reply_to);
-        output_capture_done(&j->out);
-        output_capture_done(&j->err);
+        exec_done(&j->exec);
         request_done(&j->req);
-        run_result_done(&j->result);
         free(j->owner);
         free(j->error_message);
 

@@ -8,9 +8,8 @@
 #include <systemd/sd-event.h>
 
 #include "broker.h"
-#include "fdsink.h"
+#include "exec.h"
 #include "frame.h"
-#include "output.h"
 #include "pool.h"
 #include "request.h"
 #include "result.h"
@@ -47,14 +46,10 @@ struct Job {
         PoolHit hit;
         bool vm_ready;
         WorkerReady ready;
-        sd_event_source *timer;  /* output drain deadline */
         sd_event_source *linger; /* pre-allocated: frees the finished job after job_linger_seconds */
         uint32_t qemu_pid;
 
-        OutputCapture out, err;
-
-        bool have_result, completed;
-        RunResult result;
+        Exec exec; /* the run's output, result and drain */
         const char *error_name;
         char *error_message;
 

@@ -97,9 +97,7 @@ static void session_end(Session *s, const char *current_error, const char *why) 
         s->queue_tail = NULL;
         s->n_queued = 0;
         s->list_reply = sd_bus_message_unref(s->list_reply);
-        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
-        output_capture_done(&s->out);
-        output_capture_done(&s->err);
+        exec_done(&s->exec);
         session_emit_changed(s, "Closed");
 
         /* Freed later from its own, pre-allocated source: arming it cannot fail, and the session is
@@ -120,58 +118,29 @@ static void session_vm_lost(Session *s, const char *why) {
 static void session_start_next(Session *s);
 
 static void session_op_done(Session *s) {
-        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
         s->current = session_op_free(s->current);
-        output_capture_done(&s->out);
-        output_capture_done(&s->err);
-        run_result_done(&s->result);
-        s->have_result = false;
+        exec_done(&s->exec);
         s->list_reply = sd_bus_message_unref(s->list_reply);
         session_start_next(s);
         if (!s->current && !s->closed)
                 session_arm_idle(s);
 }
 
-static void session_try_finish_exec(Session *s);
-
-static int on_exec_drain_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
-        Session *s = userdata;
-        (void) src;
-        (void) usec;
-
-        log_warning("Session %" PRIu64 ": the caller stopped reading its output fd; dropping the rest.", s->id);
-        output_capture_drop_pending(&s->out);
-        output_capture_drop_pending(&s->err);
-        session_try_finish_exec(s);
-        return 0;
-}
-
-static void session_try_finish_exec(Session *s) {
+/* The Exec call's result is in and its output reached the caller's fds: the reply. */
+static void on_exec_complete(Exec *e, void *userdata) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Session *s = userdata;
         SessionOp *op = s->current;
         int r;
 
-        if (!op || op->kind != SESSION_OP_EXEC || !s->have_result)
+        if (!op || op->kind != SESSION_OP_EXEC || !e->have_result)
                 return;
-        if (output_capture_pending(&s->out) || output_capture_pending(&s->err)) {
-                /* The drained callback comes back here, or the deadline does. */
-                if (!s->drain_timer &&
-                    sd_event_add_time_relative(s->broker->event, &s->drain_timer, CLOCK_MONOTONIC,
-                                               OUTPUT_DRAIN_TIMEOUT_USEC, 0, on_exec_drain_timeout, s) < 0) {
-                        output_capture_drop_pending(&s->out);
-                        output_capture_drop_pending(&s->err);
-                } else
-                        return;
-        }
-        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
-
         s->exec_count++;
         r = sd_bus_message_new_method_return(op->call, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "{sv}");
         if (r >= 0)
-                r = run_result_append(reply, &s->result, &s->out, &s->err,
-                                      sbx_accel_to_string(s->broker->accel));
+                r = exec_append_result(e, reply, sbx_accel_to_string(s->broker->accel));
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{sv}", "exec_count", "u", s->exec_count);
         if (r >= 0)
@@ -185,9 +154,18 @@ static void session_try_finish_exec(Session *s) {
         session_op_done(s);
 }
 
-static void on_sink_drained(void *userdata) {
-        session_try_finish_exec(userdata);
+/* The output goes to the caller of the running Exec as Output signals too. */
+static void on_exec_output(Exec *e, SbxStream stream, const void *data, size_t n, void *userdata) {
+        Session *s = userdata;
+        (void) e;
+        if (s->current)
+                session_emit_output(s, sd_bus_message_get_sender(s->current->call), stream, data, n);
 }
+
+static const ExecOps session_exec_ops = {
+        .on_output = on_exec_output,
+        .on_complete = on_exec_complete,
+};
 
 static int send_op(Session *s, SessionOp *op) {
         SbxMsg m;
@@ -234,16 +212,9 @@ static void session_start_next(Session *s) {
         s->current = op;
         s->timer = sd_event_source_disable_unref(s->timer);
 
-        output_capture_init(&s->out, SBX_STDOUT_MAX);
-        output_capture_init(&s->err, SBX_STDERR_MAX);
-        if (op->kind == SESSION_OP_EXEC) {
-                if (op->req.stdout_fd >= 0 &&
-                    fdsink_new(s->broker->event, op->req.stdout_fd, on_sink_drained, s, &s->out.sink) < 0)
-                        log_warning("Session %" PRIu64 ": cannot stream into the caller's stdout fd.", s->id);
-                if (op->req.stderr_fd >= 0 &&
-                    fdsink_new(s->broker->event, op->req.stderr_fd, on_sink_drained, s, &s->err.sink) < 0)
-                        log_warning("Session %" PRIu64 ": cannot stream into the caller's stderr fd.", s->id);
-        }
+        if (op->kind == SESSION_OP_EXEC && exec_open_sinks(&s->exec, op->req.stdout_fd, op->req.stderr_fd) < 0)
+                /* What cannot be streamed is kept for the result instead. */
+                log_warning("Session %" PRIu64 ": cannot stream into the caller's output fds.", s->id);
         if (op->kind == SESSION_OP_LIST) {
                 r = sd_bus_message_new_method_return(op->call, &s->list_reply);
                 if (r >= 0)
@@ -362,7 +333,7 @@ static int handle_list_entry(Session *s, const uint8_t *p, size_t n) {
 static int handle_output(Session *s, const uint8_t *p, size_t n) {
         SbxStream stream;
         const uint8_t *data;
-        size_t data_len, taken;
+        size_t data_len;
         int r;
 
         if (!s->current || s->current->kind != SESSION_OP_EXEC)
@@ -370,10 +341,7 @@ static int handle_output(Session *s, const uint8_t *p, size_t n) {
         r = worker_output_parse(p, n, &stream, &data, &data_len);
         if (r < 0 || !data)
                 return r;
-        r = output_capture_append(stream == SBX_STREAM_STDOUT ? &s->out : &s->err, data, data_len, &taken);
-        if (r >= 0 && taken > 0)
-                session_emit_output(s, sd_bus_message_get_sender(s->current->call), stream, data, taken);
-        return r;
+        return exec_output(&s->exec, stream, data, data_len);
 }
 
 static void session_became_ready(Session *s) {
@@ -406,17 +374,12 @@ static int handle_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n
                 return handle_output(s, p, n);
         case SBX_W_RESULT: {
                 int r;
-                if (!s->current || s->current->kind != SESSION_OP_EXEC || s->have_result)
+                if (!s->current || s->current->kind != SESSION_OP_EXEC || s->exec.have_result)
                         return -EBADMSG;
-                r = run_result_parse(&s->result, p, n);
+                r = run_result_parse(&s->exec.result, p, n);
                 if (r < 0)
                         return r;
-                if (s->result.timed_out) {
-                        char line[SBX_MESSAGE_MAX + 64];
-                        run_result_note_timeout(&s->result, &s->err, line, sizeof line);
-                }
-                s->have_result = true;
-                session_try_finish_exec(s);
+                exec_result_in(&s->exec);
                 return 0;
         }
         case SBX_W_FILE_RESULT:
@@ -472,6 +435,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
                 return -ENOMEM;
         s->broker = b;
         worker_link_init(&s->worker);
+        exec_init(&s->exec, b->event, "Session", &session_exec_ops, s);
         request_init(&s->options, b->config.default_memory_mb);
         r = request_read(call, &s->options, REQ_KEYS_OPEN_SESSION, b->max_memory_mb, error);
         if (r < 0) {
@@ -494,6 +458,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         s->owner_uid = uid;
         s->id = ++b->next_id;
         snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);
+        snprintf(s->exec.name, sizeof s->exec.name, "Session %" PRIu64, s->id);
         s->created_realtime_usec = now_usec(CLOCK_REALTIME);
         s->owner = strdup(sd_bus_message_get_sender(call) ?: "");
         LIST_APPEND(b->sessions_head, b->sessions_tail, s);
@@ -540,7 +505,6 @@ Session *session_free(Session *s) {
         }
         session_release_worker(s);
         s->timer = sd_event_source_disable_unref(s->timer);
-        s->drain_timer = sd_event_source_disable_unref(s->drain_timer);
         s->linger = sd_event_source_disable_unref(s->linger);
         s->open_call = sd_bus_message_unref(s->open_call);
         s->list_reply = sd_bus_message_unref(s->list_reply);
@@ -550,9 +514,7 @@ Session *session_free(Session *s) {
                 s->queue_head = op->next;
                 session_op_free(op);
         }
-        output_capture_done(&s->out);
-        output_capture_done(&s->err);
-        run_result_done(&s->result);
+        exec_done(&s->exec);
         request_done(&s->options);
         free(s->owner);
 

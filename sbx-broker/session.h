@@ -14,7 +14,7 @@
 #include "broker.h"
 #include "bus-names.h"
 #include "frame.h"
-#include "output.h"
+#include "exec.h"
 #include "request.h"
 #include "result.h"
 #include "worker-spawn.h"
@@ -54,17 +54,14 @@ struct Session {
         WorkerLink worker;
         AdmissionSlot slot; /* its VM's share of the budget */
         WorkerReady vm; /* what W_SESSION_READY said: boot, snapshot tier, exposed ports */
-        sd_event_source *timer;       /* idle timeout, then linger once closed */
-        sd_event_source *drain_timer; /* the running Exec's output still waits for its caller's fd */
-        sd_event_source *linger;      /* pre-allocated: frees the closed session after job_linger_seconds */
+        sd_event_source *timer;  /* idle timeout */
+        sd_event_source *linger; /* pre-allocated: frees the closed session after job_linger_seconds */
 
         SessionOp *queue_head, *queue_tail, *current;
         size_t n_queued;
         uint64_t next_exec_id;
         uint32_t exec_count;
-        OutputCapture out, err;
-        RunResult result;
-        bool have_result;
+        Exec exec; /* the running Exec call's output and result */
         sd_bus_message *list_reply;
         uint64_t created_realtime_usec;
 };
