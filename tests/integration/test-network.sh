@@ -192,7 +192,12 @@ for _ in $(seq 200); do grep -q OUT2= "$TMP/expose.out" 2>/dev/null && break; sl
 EXT=$(port_of expose 8000)
 diag "$(grep session_ready "$TMP/expose.err")"
 check "the session's SESSION_READY carries the mapping (tcp 8000 127.0.0.1:EXT, EXT picked)" test -n "$EXT"
-page=$(curl -sS --max-time 5 "http://127.0.0.1:$EXT/index.html" 2>&1)
+# The server may still be starting under emulation: give it a few seconds.
+for _ in $(seq 25); do
+    page=$(curl -sS --max-time 5 "http://127.0.0.1:$EXT/index.html" 2>&1)
+    [[ $page == guest-page ]] && break
+    sleep 0.2
+done
 check "the host reaches the guest's python3 -m http.server through the exposed port" test "$page" = guest-page
 diag "$page"
 check "network off: the guest cannot connect out by name" grep -q "OUT=closed" "$TMP/expose.out"
