@@ -161,8 +161,8 @@ static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *er
                 r = sd_bus_message_open_container(reply, 'a', "(tossuu)");
         for (Job *j = b->jobs_head; r >= 0 && j; j = j->next)
                 r = sd_bus_message_append(reply, "(tossuu)", j->id, j->path, job_state_to_string(j->state),
-                                          sbx_language_to_string(j->req.language) ?: "", (uint32_t) j->worker.pid,
-                                          j->qemu_pid);
+                                          sbx_language_to_string(j->req.language) ?: "",
+                                          (uint32_t) vm_worker_pid(&j->vm), j->vm.info.qemu_pid);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)

@@ -72,8 +72,8 @@ static void exec_check_complete(Exec *e) {
                 /* The drained callback comes back here, or the deadline does. */
                 if (e->drain_timer)
                         return;
-                if (sd_event_add_time_relative(e->event, &e->drain_timer, CLOCK_MONOTONIC, OUTPUT_DRAIN_TIMEOUT_USEC,
-                                               0, on_drain_timeout, e) >= 0)
+                if (sd_event_add_time_relative(e->event, &e->drain_timer, CLOCK_MONOTONIC, OUTPUT_DRAIN_TIMEOUT_USEC, 0,
+                                               on_drain_timeout, e) >= 0)
                         return;
                 output_capture_drop_pending(&e->out);
                 output_capture_drop_pending(&e->err);

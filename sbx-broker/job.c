@@ -35,8 +35,8 @@ static void job_set_state(Job *j, JobState s) {
         job_emit_state_changed(j);
 }
 
-static void job_release_worker(Job *j, bool kill_worker) {
-        worker_link_release(&j->worker, kill_worker);
+static void job_release_vm(Job *j, bool kill_worker) {
+        vm_release(&j->vm, kill_worker);
         admission_release(&j->slot);
 }
 
@@ -52,7 +52,7 @@ static void job_fail(Job *j, const char *error_name, const char *fmt, ...) {
                 j->error_message = NULL;
         va_end(ap);
         log_info("Job %" PRIu64 " failed: %s: %s", j->id, error_name, j->error_message ?: "");
-        job_release_worker(j, true);
+        job_release_vm(j, true);
         /* The reply still waits for the output already taken to reach the caller's fds. */
         exec_abort(&j->exec);
 }
@@ -127,11 +127,31 @@ static const ExecOps job_exec_ops = {
         .on_complete = on_exec_complete,
 };
 
-static int handle_result(Job *j, const uint8_t *p, size_t n) {
-        RunResult *res = &j->exec.result;
-        int r = run_result_parse(res, p, n);
+/* The VM is up: the run's code goes to it as one exec. */
+static void job_send_exec(Job *j) {
+        int r = vm_exec(&j->vm, &j->exec, j->id, j->req.code, j->req.code_len, j->req.timeout_s * 1000u, j->req.env,
+                        j->req.n_env);
         if (r < 0)
-                return r;
+                job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to its VM: %s", strerror(-r));
+}
+
+static void on_vm_ready(Vm *vm, void *userdata) {
+        Job *j = userdata;
+
+        if (vm->info.ports.n > 0) {
+                j->exec.result.ports = vm->info.ports;
+                (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
+        }
+        job_set_state(j, JOB_RUNNING);
+        job_send_exec(j);
+}
+
+/* The result is in: what the broker adds to it, and the VM goes (the reply may still wait for the
+ * caller's fds). */
+static void on_vm_exec_done(Vm *vm, Exec *e, void *userdata) {
+        Job *j = userdata;
+        RunResult *res = &e->result;
+
         if (j->pooled) {
                 res->warm_pool_hit = true;
                 res->snapshot_tier = "warm";
@@ -139,123 +159,41 @@ static int handle_result(Job *j, const uint8_t *p, size_t n) {
                 res->boot_ms = 0;
                 res->setup_ms = 0;
         } else {
-                res->snapshot_tier = j->ready.restored ? "l1" : "cold";
-                res->boot_ms = j->ready.restored ? j->ready.restore_ms : j->ready.boot_ms;
-                res->setup_ms = j->ready.setup_ms;
+                res->snapshot_tier = vm->info.restored ? "l1" : "cold";
+                res->boot_ms = vm->info.restored ? vm->info.restore_ms : vm->info.boot_ms;
+                res->setup_ms = vm->info.setup_ms;
         }
         /* A one-shot run has no state to lose. */
         res->state_reset = false;
-        return 0;
+        log_debug("Job %" PRIu64 " finished: exit %d, boot %" PRIu64 " ms, exec %" PRIu64 " ms", j->id, res->exit_code,
+                  res->boot_ms, res->exec_ms);
+        job_release_vm(j, false);
 }
 
-static int job_send_exec(Job *j);
-
-static int handle_worker_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
-        Job *j = userdata;
-        int r;
-
-        switch (type) {
-        case SBX_W_SESSION_READY:
-                if (j->pooled || j->vm_ready) /* a pool VM was ready before the run took it */
-                        return -EBADMSG;
-                r = worker_ready_parse(p, n, &j->ready);
-                if (r < 0)
-                        return r;
-                j->vm_ready = true;
-                j->qemu_pid = j->ready.qemu_pid;
-                if (j->ready.ports.n > 0) {
-                        j->exec.result.ports = j->ready.ports;
-                        (void) sd_bus_emit_properties_changed(j->broker->bus, j->path, SBX_JOB_IFACE, "Ports", NULL);
-                }
-                job_set_state(j, JOB_RUNNING);
-                r = job_send_exec(j);
-                if (r < 0)
-                        job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to its VM: %s", strerror(-r));
-                return 0;
-        case SBX_W_OUTPUT: {
-                SbxStream stream;
-                const uint8_t *data;
-                size_t data_len;
-                r = worker_output_parse(p, n, &stream, &data, &data_len);
-                if (r < 0)
-                        return r;
-                return data ? exec_output(&j->exec, stream, data, data_len) : 0;
-        }
-        case SBX_W_RESULT:
-                r = handle_result(j, p, n);
-                if (r < 0)
-                        return r;
-                log_debug("Job %" PRIu64 " finished: exit %d, boot %" PRIu64 " ms, exec %" PRIu64 " ms", j->id,
-                          j->exec.result.exit_code, j->exec.result.boot_ms, j->exec.result.exec_ms);
-                job_release_worker(j, false);
-                exec_result_in(&j->exec);
-                return 0;
-        case SBX_W_ERROR: {
-                _cleanup_free_ char *msg = NULL;
-                uint32_t kind;
-                r = worker_error_parse(p, n, &kind, &msg);
-                if (r < 0)
-                        return r;
-                job_fail(j, worker_error_name(kind), "%s", msg ?: "The VM worker failed.");
-                return 0;
-        }
-        default:
-                return -EBADMSG;
-        }
+static void on_vm_lost(Vm *vm, const char *error_name, const char *message, void *userdata) {
+        (void) vm;
+        job_fail(userdata, error_name, "%s", message);
 }
 
-static void on_worker_lost(void *userdata, int error, bool protocol) {
-        Job *j = userdata;
-
-        if (protocol) {
-                job_fail(j, SBX_ERROR_INTERNAL, "Protocol error from the VM worker: %s", strerror(-error));
-                return;
-        }
-        if (error == -ETIMEDOUT) {
-                job_fail(j, SBX_ERROR_VM_TRANSIENT,
-                         "The VM worker stopped reading its requests for %u s and was stopped. Safe to retry.",
-                         WORKER_STALL_USEC / 1000000u);
-                return;
-        }
-        if (error < 0)
-                log_debug_errno(error, "Job %" PRIu64 ": reading the worker failed: %m", j->id);
-        job_fail(j, SBX_ERROR_VM_TRANSIENT,
-                 "The VM worker exited before returning a result (was it or its QEMU killed?). Safe to retry.");
-}
+static const VmOps job_vm_ops = {
+        .on_ready = on_vm_ready,
+        .on_exec_done = on_vm_exec_done,
+        .on_lost = on_vm_lost,
+};
 
 /* A warm pool VM runs the code as a session exec in its waiting interpreter. */
-static int job_send_exec(Job *j) {
-        return worker_send_exec(&j->worker, j->id, j->req.code, j->req.code_len, j->req.timeout_s * 1000u, j->req.env,
-                                j->req.n_env);
-}
-
 static bool job_start_pooled(Job *j) {
         Broker *b = j->broker;
-        int r;
 
         if (!j->req.use_warm_pool || request_has_nic(&j->req) ||
-            !pool_take(b->pool, j->req.language, j->req.memory_mb, &j->worker, &j->slot, j->owner_uid,
-                       handle_worker_frame, on_worker_lost, j, &j->hit))
+            !pool_take(b->pool, j->req.language, j->req.memory_mb, &j->vm, &j->slot, j->owner_uid, &job_vm_ops, j))
                 return false;
         j->pooled = true;
-        j->qemu_pid = j->hit.qemu_pid;
         job_set_state(j, JOB_RUNNING);
-        r = job_send_exec(j);
-        if (r < 0)
-                job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the warm VM: %s", strerror(-r));
+        job_send_exec(j);
         /* Its replacement boots in the background. */
         pool_refill(b->pool);
         return true;
-}
-
-/* A VM of the run's own, then one exec on READY. With snapshots it is restored from the L1
- * snapshot of this configuration (the worker builds the snapshot when there is none); no WARM: the
- * snapshot's interpreter already runs, and a warm-up exec before READY would only add to the time
- * to first output. Without, it boots cold with the run's network options (and its environment,
- * which the exec carries again: the exec's entries replace the open's). */
-static int job_send_session_open(Job *j, bool snapshot) {
-        return worker_send_session_open(&j->worker, j->id, j->req.language, j->req.memory_mb,
-                                        snapshot ? NULL : &j->req, false, snapshot);
 }
 
 int job_start(Job *j) {
@@ -275,15 +213,21 @@ int job_start(Job *j) {
         }
         job_set_state(j, JOB_BOOTING);
 
-        r = worker_link_start(&j->worker, b, handle_worker_frame, on_worker_lost, j);
+        /* A VM of the run's own, then one exec on READY. With snapshots it is restored from the L1
+         * snapshot of this configuration (the worker builds the snapshot when there is none); no
+         * WARM: the snapshot's interpreter already runs, and a warm-up exec before READY would only
+         * add to the time to first output. Without, it boots cold with the run's network options (and
+         * its environment, which the exec carries again: the exec's entries replace the open's). A
+         * VM with a NIC has other devices than the snapshot's: always a fresh boot. */
+        bool snapshot = b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req);
+        r = vm_open(&j->vm, b, j->id, j->req.language, j->req.memory_mb, snapshot ? NULL : &j->req, false, snapshot,
+                    &job_vm_ops, j);
         if (r < 0) {
-                job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
-                return r;
-        }
-        /* A VM with a NIC has other devices than the snapshot's: always a fresh boot. */
-        r = job_send_session_open(j, b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req));
-        if (r < 0) {
-                job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s", strerror(-r));
+                if (vm_is_open(&j->vm))
+                        job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s",
+                                 strerror(-r));
+                else
+                        job_fail(j, SBX_ERROR_INTERNAL, "Failed to start a VM worker: %s", strerror(-r));
                 return r;
         }
         return 0;
@@ -331,7 +275,7 @@ int job_new(Broker *b, SbxRequest *req, sd_bus_message *call, Job **ret, sd_bus_
         j->broker = b;
         j->id = ++b->next_id;
         snprintf(j->path, sizeof j->path, SBX_JOB_PREFIX "/_%" PRIu64, j->id);
-        worker_link_init(&j->worker);
+        vm_init(&j->vm);
         snprintf(name, sizeof name, "Job %" PRIu64, j->id);
         exec_init(&j->exec, b->event, name, &job_exec_ops, j);
         j->owner_uid = uid;
@@ -406,7 +350,7 @@ Job *job_free(Job *j) {
                 return NULL;
         b = j->broker;
         admission_cancel(&j->waiter);
-        job_release_worker(j, true);
+        job_release_vm(j, true);
         j->linger = sd_event_source_disable_unref(j->linger);
         j->track = sd_bus_track_unref(j->track);
         j->reply_to = sd_bus_message_unref(j->reply_to);

@@ -13,7 +13,7 @@
 #include "pool.h"
 #include "request.h"
 #include "result.h"
-#include "worker-spawn.h"
+#include "vm.h"
 
 typedef enum JobState {
         JOB_QUEUED,
@@ -39,15 +39,11 @@ struct Job {
         sd_bus_message *reply_to; /* pending Run() call */
         bool emit_signals;        /* StartRun() */
 
-        WorkerLink worker;
-        AdmissionSlot slot;     /* its VM's share of the budget */
-        AdmissionWaiter waiter; /* while it waits for room */
-        bool pooled; /* runs in a warm pool VM */
-        PoolHit hit;
-        bool vm_ready;
-        WorkerReady ready;
+        Vm vm;                   /* its own, or a warm pool VM it took */
+        AdmissionSlot slot;      /* its VM's share of the budget */
+        AdmissionWaiter waiter;  /* while it waits for room */
+        bool pooled;             /* runs in a warm pool VM */
         sd_event_source *linger; /* pre-allocated: frees the finished job after job_linger_seconds */
-        uint32_t qemu_pid;
 
         Exec exec; /* the run's output, result and drain */
         const char *error_name;

@@ -5,13 +5,12 @@
 #include <string.h>
 
 #include "fdio.h"
-#include "job.h"
 #include "log.h"
 #include "macro.h"
 #include "pool.h"
 #include "list.h"
-#include "result.h"
 #include "validate.h"
+#include "vm.h"
 
 /* Pool VMs booting at once: each keeps a core busy under TCG, and requests
  * come first. */
@@ -38,10 +37,10 @@ struct PoolVm {
         SbxLanguage language;
         PoolVmState state;
         unsigned warmups_left;
-        WorkerLink worker;
+        Vm vm;
+        Exec warmup; /* the warm-up exec in flight; its output is dropped */
         AdmissionSlot slot;
         uint64_t t_ready;
-        PoolHit info;
 };
 
 struct Pool {
@@ -89,7 +88,8 @@ static int on_reap(sd_event_source *s, void *userdata) {
 static void pool_vm_free(PoolVm *vm) {
         Pool *p = vm->pool;
 
-        worker_link_release(&vm->worker, true);
+        vm_release(&vm->vm, true);
+        exec_done(&vm->warmup);
         /* Queued work gets the room from the next dispatch pass. */
         admission_release(&vm->slot);
         LIST_REMOVE(p->head, p->tail, vm);
@@ -141,76 +141,59 @@ static void pool_vm_failed(PoolVm *vm, const char *why) {
                                                   p);
 }
 
-static int pool_vm_send_warmup(PoolVm *vm) {
+static void pool_vm_send_warmup(PoolVm *vm) {
         const char *code = warmup_code[vm->language];
-        return worker_send_exec(&vm->worker, 1, code, strlen(code), POOL_WARMUP_TIMEOUT_MS, NULL, 0);
+
+        exec_done(&vm->warmup);
+        if (vm_exec(&vm->vm, &vm->warmup, 1, code, strlen(code), POOL_WARMUP_TIMEOUT_MS, NULL, 0) < 0)
+                pool_vm_failed(vm, "the warm-up could not be sent");
 }
 
-static int on_pool_vm_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
+static void on_pool_vm_ready(Vm *v, void *userdata) {
         PoolVm *vm = userdata;
-        int r;
-
-        switch (type) {
-        case SBX_W_SESSION_READY: {
-                WorkerReady ready;
-                if (vm->state != POOL_VM_BOOTING)
-                        return -EBADMSG;
-                r = worker_ready_parse(p, n, &ready);
-                if (r < 0)
-                        return r;
-                vm->info.boot_ms = ready.boot_ms;
-                vm->info.setup_ms = ready.setup_ms;
-                vm->info.qemu_pid = ready.qemu_pid;
-                vm->info.restored = ready.restored;
-                vm->state = POOL_VM_WARMING;
-                vm->warmups_left = warmup_execs[vm->language];
-                return pool_vm_send_warmup(vm);
-        }
-        case SBX_W_OUTPUT:
-                /* The warm-up prints nothing; whatever the image's interpreter says at start is not a run's. */
-                return vm->state == POOL_VM_WARMING ? 0 : -EBADMSG;
-        case SBX_W_RESULT: {
-                _cleanup_(run_result_done) RunResult res = {};
-                if (vm->state != POOL_VM_WARMING)
-                        return -EBADMSG;
-                r = run_result_parse(&res, p, n);
-                if (r < 0)
-                        return r;
-                if (res.exit_code != 0 || res.timed_out) {
-                        pool_vm_failed(vm, "the interpreter did not start");
-                        return 0;
-                }
-                if (--vm->warmups_left > 0)
-                        return pool_vm_send_warmup(vm);
-                vm->state = POOL_VM_READY;
-                admission_slot_set_idle(&vm->slot, true);
-                vm->t_ready = now_usec(CLOCK_MONOTONIC);
-                vm->pool->n_failures = 0;
-                log_debug("Warm pool: a %s VM is ready (boot %" PRIu64 " ms%s).",
-                          sbx_language_to_string(vm->language), vm->info.boot_ms,
-                          vm->info.restored ? ", from a snapshot" : "");
-                pool_refill(vm->pool);
-                return 0;
-        }
-        case SBX_W_ERROR: {
-                _cleanup_free_ char *msg = NULL;
-                uint32_t kind;
-                r = worker_error_parse(p, n, &kind, &msg);
-                if (r < 0)
-                        return r;
-                pool_vm_failed(vm, msg ?: "the worker reported an error");
-                return 0;
-        }
-        default:
-                return -EBADMSG;
-        }
+        (void) v;
+        vm->state = POOL_VM_WARMING;
+        vm->warmups_left = warmup_execs[vm->language];
+        pool_vm_send_warmup(vm);
 }
 
-static void on_pool_vm_lost(void *userdata, int error, bool protocol) {
+/* A warm-up exec ended: the next one, or the VM is ready. */
+static void on_warmup_complete(Exec *e, void *userdata) {
         PoolVm *vm = userdata;
-        (void) error;
-        pool_vm_failed(vm, protocol ? "protocol error from the VM worker" : "the VM worker exited");
+
+        if (e->result.exit_code != 0 || e->result.timed_out) {
+                pool_vm_failed(vm, "the interpreter did not start");
+                return;
+        }
+        if (--vm->warmups_left > 0) {
+                pool_vm_send_warmup(vm);
+                return;
+        }
+        exec_done(e);
+        vm->state = POOL_VM_READY;
+        admission_slot_set_idle(&vm->slot, true);
+        vm->t_ready = now_usec(CLOCK_MONOTONIC);
+        vm->pool->n_failures = 0;
+        log_debug("Warm pool: a %s VM is ready (boot %" PRIu64 " ms%s).", sbx_language_to_string(vm->language),
+                  vm->vm.info.boot_ms, vm->vm.info.restored ? ", from a snapshot" : "");
+        pool_refill(vm->pool);
 }
+
+static void on_pool_vm_lost(Vm *v, const char *error_name, const char *message, void *userdata) {
+        (void) v;
+        (void) error_name;
+        pool_vm_failed(userdata, message);
+}
+
+static const VmOps pool_vm_ops = {
+        .on_ready = on_pool_vm_ready,
+        .on_lost = on_pool_vm_lost,
+};
+
+/* The warm-up prints nothing; whatever the interpreter says at start is not a run's. */
+static const ExecOps warmup_exec_ops = {
+        .on_complete = on_warmup_complete,
+};
 
 static int pool_vm_start(Pool *p, SbxLanguage language) {
         Broker *b = p->broker;
@@ -223,18 +206,17 @@ static int pool_vm_start(Pool *p, SbxLanguage language) {
         vm->pool = p;
         vm->language = language;
         vm->state = POOL_VM_BOOTING;
-        worker_link_init(&vm->worker);
+        vm_init(&vm->vm);
+        exec_init(&vm->warmup, b->event, "Warm pool", &warmup_exec_ops, vm);
         LIST_APPEND(p->head, p->tail, vm);
 
         r = admission_charge(b->admission, &vm->slot, ADMISSION_SLOT_POOL, (uid_t) -1, false,
                              b->config.default_memory_mb, NULL);
-        if (r >= 0)
-                r = worker_link_start(&vm->worker, b, on_pool_vm_frame, on_pool_vm_lost, vm);
         /* Refills restore the L1 snapshot when there is one: cheap, and the restored VMs share the
          * snapshot's unchanged pages. */
         if (r >= 0)
-                r = worker_send_session_open(&vm->worker, ++b->next_id, language, b->config.default_memory_mb, NULL,
-                                             true, b->config.snapshots);
+                r = vm_open(&vm->vm, b, ++b->next_id, language, b->config.default_memory_mb, NULL, true,
+                            b->config.snapshots, &pool_vm_ops, vm);
         if (r < 0) {
                 /* With back-off, like a VM that fails later: the freed room must not start it again at once. */
                 log_warning_errno(r, "Warm pool: failed to start a %s VM: %m", sbx_language_to_string(language));
@@ -329,15 +311,15 @@ static PoolVm *pool_find_ready(const Pool *p, SbxLanguage language, uint32_t mem
         return NULL;
 }
 
-bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, AdmissionSlot *dst_slot, uid_t uid,
-               worker_frame_handler_t on_frame, worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit) {
+bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, Vm *dst, AdmissionSlot *dst_slot, uid_t uid,
+               const VmOps *ops, void *userdata) {
         PoolVm *vm = pool_find_ready(p, language, memory_mb);
 
         if (!vm)
                 return false;
-        *ret_hit = vm->info;
-        ret_hit->idle_ms = (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u;
-        worker_link_move(dst, &vm->worker, on_frame, on_lost, userdata);
+        log_debug("Warm pool: a run takes a %s VM that waited %" PRIu64 " ms.", sbx_language_to_string(language),
+                  (now_usec(CLOCK_MONOTONIC) - vm->t_ready) / 1000u);
+        vm_move(dst, &vm->vm, ops, userdata);
         /* Busy from now on, and the run's uid's. */
         admission_slot_move(dst_slot, &vm->slot, ADMISSION_SLOT_RUN, uid);
         pool_vm_free(vm); /* the link and the slot are empty now: only the entry goes */
@@ -415,8 +397,8 @@ size_t pool_list(const Pool *p, PoolVmInfo *out, size_t max) {
                         out[n] = (PoolVmInfo) {
                                 .language = vm->language,
                                 .state = vm->state,
-                                .qemu_pid = vm->info.qemu_pid,
-                                .worker_pid = vm->worker.pid,
+                                .qemu_pid = vm->vm.info.qemu_pid,
+                                .worker_pid = vm_worker_pid(&vm->vm),
                         };
         return n;
 }

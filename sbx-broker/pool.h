@@ -13,7 +13,7 @@
 
 #include "broker.h"
 #include "proto.h"
-#include "worker-spawn.h"
+#include "vm.h"
 
 typedef enum PoolVmState {
         POOL_VM_BOOTING, /* worker started, waiting for W_SESSION_READY */
@@ -21,25 +21,17 @@ typedef enum PoolVmState {
         POOL_VM_READY,
 } PoolVmState;
 
-/* What a run learns about the pool VM it took. */
-typedef struct PoolHit {
-        uint64_t boot_ms, setup_ms; /* spent before the request existed */
-        uint64_t idle_ms;           /* how long it waited in the pool */
-        uint32_t qemu_pid;
-        bool restored;              /* booted from an L1 snapshot */
-} PoolHit;
-
 int pool_new(Broker *b, Pool **ret);
 Pool *pool_free(Pool *p);
 
 /* Starts VMs until each language has its target, within the budget, while no
  * request waits. Called after every change of the budget. */
 void pool_refill(Pool *p);
-/* Hands a ready VM of this language and memory size to a run: its worker link
- * moves to dst with the new handlers, its budget share to dst_slot as uid's. Returns false on a
- * miss. */
-bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, WorkerLink *dst, AdmissionSlot *dst_slot, uid_t uid,
-               worker_frame_handler_t on_frame, worker_lost_handler_t on_lost, void *userdata, PoolHit *ret_hit);
+/* Hands a ready VM of this language and memory size to a run: the Vm moves to dst with the new
+ * owner's callbacks (dst->info says how it booted), its budget share to dst_slot as uid's. Returns
+ * false on a miss. */
+bool pool_take(Pool *p, SbxLanguage language, uint32_t memory_mb, Vm *dst, AdmissionSlot *dst_slot, uid_t uid,
+               const VmOps *ops, void *userdata);
 bool pool_has_ready(const Pool *p, SbxLanguage language, uint32_t memory_mb);
 /* Stops one pool VM (booting ones first, then the oldest ready one, unless
  * starting_only) to free its budget for a request. Returns false when there

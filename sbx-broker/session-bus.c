@@ -211,22 +211,15 @@ static int method_list_files(sd_bus_message *m, void *userdata, sd_bus_error *er
  * (Python keeps the session's state: the code gets KeyboardInterrupt). True if one was running. */
 static int method_interrupt(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Session *s = userdata;
-        bool running;
         int r;
 
         r = session_precheck(s, m, error);
         if (r < 0)
                 return r;
-        running = s->current && s->current->kind == SESSION_OP_EXEC && worker_link_is_open(&s->worker);
-        if (running) {
-                SbxMsg msg;
-                sbx_msg_begin(&msg, SBX_B_INTERRUPT);
-                r = worker_link_send(&s->worker, &msg);
-                sbx_msg_done(&msg);
-                if (r < 0)
-                        return sd_bus_error_set_errnof(error, -r, "Failed to reach the session's VM: %m");
-        }
-        return sd_bus_reply_method_return(m, "b", running);
+        r = vm_interrupt(&s->vm);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "Failed to reach the session's VM: %m");
+        return sd_bus_reply_method_return(m, "b", r > 0);
 }
 
 static int method_close(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -268,7 +261,7 @@ static int property_ports(sd_bus *bus, const char *path, const char *interface, 
         (void) interface;
         (void) property;
         (void) error;
-        return port_mappings_append(reply, &s->vm.ports);
+        return port_mappings_append(reply, &s->vm.info.ports);
 }
 
 static const sd_bus_vtable session_vtable[] = {

@@ -36,9 +36,9 @@ Session *broker_find_session(Broker *b, const char *path) {
         return NULL;
 }
 
-static void session_release_worker(Session *s) {
+static void session_release_vm(Session *s) {
         /* EOF tells the worker to stop the VM and clean up. */
-        worker_link_release(&s->worker, false);
+        vm_release(&s->vm, false);
         admission_release(&s->slot);
 }
 
@@ -74,16 +74,23 @@ static void session_arm_idle(Session *s) {
 /* Ends the session: the VM goes away, queued calls fail, the object lingers
  * briefly so late callers get SessionClosed rather than an unknown object. */
 static void session_end(Session *s, const char *current_error, const char *why) {
-        char msg[256];
+        /* why is a clause or, from the VM, a sentence with its own full stop. */
+        size_t n = strlen(why);
+        const char *stop = n > 0 && why[n - 1] == '.' ? "" : ".";
+        char msg[SBX_MESSAGE_MAX + 64];
 
         if (s->closed)
                 return;
         s->closed = true;
-        log_info("Session %" PRIu64 " closed: %s.", s->id, why);
-        session_release_worker(s);
-        reply_error(&s->open_call, current_error, "The session could not start: %s.", why);
+        log_info("Session %" PRIu64 " closed: %s%s", s->id, why, stop);
+        session_release_vm(s);
+        if (s->open_call) {
+                (void) sd_bus_reply_method_errorf(s->open_call, current_error, "The session could not start: %s%s", why,
+                                                  stop);
+                s->open_call = sd_bus_message_unref(s->open_call);
+        }
 
-        snprintf(msg, sizeof msg, "The session is closed: %s.", why);
+        snprintf(msg, sizeof msg, "The session is closed: %s%s", why, stop);
         if (s->current) {
                 reply_error(&s->current->call, current_error, "%s", msg);
                 s->current = session_op_free(s->current);
@@ -168,32 +175,25 @@ static const ExecOps session_exec_ops = {
 };
 
 static int send_op(Session *s, SessionOp *op) {
-        SbxMsg m;
         int r;
 
         switch (op->kind) {
         case SESSION_OP_EXEC:
-                return worker_send_exec(&s->worker, ++s->next_exec_id, op->req.code, op->req.code_len,
-                                        op->req.timeout_s * 1000u, op->req.env, op->req.n_env);
+                return vm_exec(&s->vm, &s->exec, ++s->next_exec_id, op->req.code, op->req.code_len,
+                               op->req.timeout_s * 1000u, op->req.env, op->req.n_env);
         case SESSION_OP_WRITE:
+                r = vm_write_file(&s->vm, op->path, op->mode, op->fd);
+                break;
         case SESSION_OP_READ:
-                sbx_msg_begin(&m, op->kind == SESSION_OP_WRITE ? SBX_B_FILE_WRITE : SBX_B_FILE_READ);
-                sbx_msg_put_str(&m, SBX_T_PATH, op->path);
-                if (op->kind == SESSION_OP_WRITE)
-                        sbx_msg_put_u32(&m, SBX_T_MODE, op->mode);
-                r = worker_link_send_with_fd(&s->worker, &m, op->fd);
-                /* The worker has its own copy now. */
-                op->fd = safe_close(op->fd);
+                r = vm_read_file(&s->vm, op->path, op->fd);
                 break;
         case SESSION_OP_LIST:
-                sbx_msg_begin(&m, SBX_B_LIST);
-                sbx_msg_put_str(&m, SBX_T_PATH, op->path);
-                r = worker_link_send(&s->worker, &m);
-                break;
+                return vm_list(&s->vm, op->path);
         default:
                 return -EINVAL;
         }
-        sbx_msg_done(&m);
+        /* The worker has its own copy now. */
+        op->fd = safe_close(op->fd);
         return r;
 }
 
@@ -201,7 +201,7 @@ static void session_start_next(Session *s) {
         SessionOp *op;
         int r;
 
-        if (s->current || !s->ready || s->closed || !s->queue_head)
+        if (s->current || !s->vm.ready || s->closed || !s->queue_head)
                 return;
         op = s->queue_head;
         s->queue_head = op->next;
@@ -260,32 +260,15 @@ static const char *file_status_error(uint32_t status) {
         }
 }
 
-static int handle_file_result(Session *s, const uint8_t *p, size_t n) {
+/* A write, read or listing ended. */
+static void on_vm_file_done(Vm *vm, uint32_t status, const char *message, void *userdata) {
+        Session *s = userdata;
         SessionOp *op = s->current;
-        SbxTlvIter it;
-        uint16_t tag;
-        const uint8_t *v;
-        uint32_t len, status = SBX_FILE_IO_ERROR;
-        _cleanup_free_ char *message = NULL;
         int r;
-
-        if (!op || op->kind == SESSION_OP_EXEC)
-                return -EBADMSG;
-        sbx_tlv_iter_init(&it, p, n);
-        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                if (tag == SBX_T_FILE_STATUS)
-                        r = sbx_tlv_u32(v, len, &status);
-                else if (tag == SBX_T_MESSAGE && !message)
-                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &message);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
+        (void) vm;
 
         if (status != SBX_FILE_OK)
-                reply_error(&op->call, file_status_error(status), "%s",
-                            message ?: "The file operation failed.");
+                reply_error(&op->call, file_status_error(status), "%s", message ?: "The file operation failed.");
         else if (op->kind == SESSION_OP_LIST) {
                 r = sd_bus_message_close_container(s->list_reply);
                 if (r >= 0)
@@ -295,59 +278,26 @@ static int handle_file_result(Session *s, const uint8_t *p, size_t n) {
         } else
                 (void) sd_bus_reply_method_return(op->call, NULL);
         session_op_done(s);
-        return 0;
 }
 
-static int handle_list_entry(Session *s, const uint8_t *p, size_t n) {
-        SbxTlvIter it;
-        uint16_t tag;
-        const uint8_t *v;
-        uint32_t len;
-        uint8_t is_dir = 0;
-        uint64_t size = 0;
-        _cleanup_free_ char *name = NULL;
-        int r;
+static int on_vm_list_entry(Vm *vm, const char *name, bool is_dir, uint64_t size, void *userdata) {
+        Session *s = userdata;
+        (void) vm;
 
-        if (!s->current || s->current->kind != SESSION_OP_LIST || !s->list_reply)
-                return -EBADMSG;
-        sbx_tlv_iter_init(&it, p, n);
-        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                if (tag == SBX_T_NAME && !name)
-                        r = sbx_tlv_str(v, len, SBX_PATH_COMPONENT_MAX, &name);
-                else if (tag == SBX_T_IS_DIR)
-                        r = sbx_tlv_u8(v, len, &is_dir);
-                else if (tag == SBX_T_SIZE)
-                        r = sbx_tlv_u64(v, len, &size);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0 || !name)
+        if (!s->list_reply)
                 return -EBADMSG;
         /* Names from the guest become D-Bus strings: they must be valid UTF-8. */
         _cleanup_free_ char *clean = utf8_sanitize(name, strlen(name));
         if (!clean)
                 return -ENOMEM;
-        return sd_bus_message_append(s->list_reply, "(sbt)", clean, (int) !!is_dir, size);
+        return sd_bus_message_append(s->list_reply, "(sbt)", clean, (int) is_dir, size);
 }
 
-static int handle_output(Session *s, const uint8_t *p, size_t n) {
-        SbxStream stream;
-        const uint8_t *data;
-        size_t data_len;
-        int r;
+static void on_vm_ready(Vm *vm, void *userdata) {
+        Session *s = userdata;
 
-        if (!s->current || s->current->kind != SESSION_OP_EXEC)
-                return -EBADMSG;
-        r = worker_output_parse(p, n, &stream, &data, &data_len);
-        if (r < 0 || !data)
-                return r;
-        return exec_output(&s->exec, stream, data, data_len);
-}
-
-static void session_became_ready(Session *s) {
-        s->ready = true;
         log_info("Session %" PRIu64 " is ready (%s, %s).", s->id, sbx_language_to_string(s->options.language),
-                 s->vm.restored ? "restored from the L1 snapshot" : "booted");
+                 vm->info.restored ? "restored from the L1 snapshot" : "booted");
         if (s->open_call) {
                 (void) sd_bus_reply_method_return(s->open_call, "o", s->path);
                 s->open_call = sd_bus_message_unref(s->open_call);
@@ -357,72 +307,22 @@ static void session_became_ready(Session *s) {
                 session_arm_idle(s);
 }
 
-static int handle_frame(void *userdata, uint8_t type, const uint8_t *p, size_t n) {
-        Session *s = userdata;
-        switch (type) {
-        case SBX_W_SESSION_READY: {
-                int r;
-                if (s->ready)
-                        return -EBADMSG;
-                r = worker_ready_parse(p, n, &s->vm);
-                if (r < 0)
-                        return r;
-                session_became_ready(s);
-                return 0;
-        }
-        case SBX_W_OUTPUT:
-                return handle_output(s, p, n);
-        case SBX_W_RESULT: {
-                int r;
-                if (!s->current || s->current->kind != SESSION_OP_EXEC || s->exec.have_result)
-                        return -EBADMSG;
-                r = run_result_parse(&s->exec.result, p, n);
-                if (r < 0)
-                        return r;
-                exec_result_in(&s->exec);
-                return 0;
-        }
-        case SBX_W_FILE_RESULT:
-                return handle_file_result(s, p, n);
-        case SBX_W_LIST_ENTRY:
-                return handle_list_entry(s, p, n);
-        case SBX_W_ERROR: {
-                _cleanup_free_ char *msg = NULL;
-                uint32_t kind;
-                int r = worker_error_parse(p, n, &kind, &msg);
-                if (r < 0)
-                        return r;
-                if (!s->ready && kind == SBX_ERR_BOOT_TIMEOUT)
-                        session_end(s, SBX_ERROR_VM_BOOT_TIMEOUT, msg ?: "the VM did not boot");
-                else
-                        session_vm_lost(s, msg ?: "the VM failed");
-                return 0;
-        }
-        default:
-                return -EBADMSG;
-        }
-}
-
-static void on_worker_lost(void *userdata, int error, bool protocol) {
+static void on_vm_lost(Vm *vm, const char *error_name, const char *message, void *userdata) {
         Session *s = userdata;
 
-        if (protocol) {
-                log_warning_errno(error, "Session %" PRIu64 ": protocol error from the worker: %m", s->id);
-                session_vm_lost(s, "protocol error from the VM worker");
-        } else if (error == -ETIMEDOUT)
-                session_vm_lost(s, "the VM worker stopped reading its requests and was stopped");
+        /* A VM that did not boot in time says so; any other loss is worth a retry. */
+        if (!vm->ready && strcmp(error_name, SBX_ERROR_VM_BOOT_TIMEOUT) == 0)
+                session_end(s, SBX_ERROR_VM_BOOT_TIMEOUT, message);
         else
-                session_vm_lost(s, "the VM worker exited (was it or its QEMU killed?)");
+                session_end(s, SBX_ERROR_VM_TRANSIENT, message);
 }
 
-static int session_send_open(Session *s) {
-        Broker *b = s->broker;
-        /* A session may start from the L1 snapshot too, unless its VM needs a NIC. */
-        bool snapshot = b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options);
-
-        return worker_send_session_open(&s->worker, s->id, s->options.language, s->options.memory_mb, &s->options,
-                                        false, snapshot);
-}
+static const VmOps session_vm_ops = {
+        .on_ready = on_vm_ready,
+        .on_file_done = on_vm_file_done,
+        .on_list_entry = on_vm_list_entry,
+        .on_lost = on_vm_lost,
+};
 
 int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         char why[ADMISSION_WHY_MAX];
@@ -434,8 +334,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         if (!s)
                 return -ENOMEM;
         s->broker = b;
-        worker_link_init(&s->worker);
-        exec_init(&s->exec, b->event, "Session", &session_exec_ops, s);
+        vm_init(&s->vm);
         request_init(&s->options, b->config.default_memory_mb);
         r = request_read(call, &s->options, REQ_KEYS_OPEN_SESSION, b->max_memory_mb, error);
         if (r < 0) {
@@ -458,7 +357,8 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         s->owner_uid = uid;
         s->id = ++b->next_id;
         snprintf(s->path, sizeof s->path, SBX_SESSION_PREFIX "/_%" PRIu64, s->id);
-        snprintf(s->exec.name, sizeof s->exec.name, "Session %" PRIu64, s->id);
+        snprintf(why, sizeof why, "Session %" PRIu64, s->id);
+        exec_init(&s->exec, b->event, why, &session_exec_ops, s);
         s->created_realtime_usec = now_usec(CLOCK_REALTIME);
         s->owner = strdup(sd_bus_message_get_sender(call) ?: "");
         LIST_APPEND(b->sessions_head, b->sessions_tail, s);
@@ -474,9 +374,10 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         /* A session belongs to the caller's uid, not its connection: a client may
          * reconnect (or use one connection per call, like busctl). Abandoned
          * sessions end at their idle timeout. */
-        r = worker_link_start(&s->worker, b, handle_frame, on_worker_lost, s);
-        if (r >= 0)
-                r = session_send_open(s);
+        /* A session may start from the L1 snapshot too, unless its VM needs a NIC. */
+        bool snapshot = b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options);
+        r = vm_open(&s->vm, b, s->id, s->options.language, s->options.memory_mb, &s->options, false, snapshot,
+                    &session_vm_ops, s);
         if (r < 0)
                 goto fail;
         s->open_call = sd_bus_message_ref(call);
@@ -503,7 +404,7 @@ Session *session_free(Session *s) {
                 for (SessionOp *op = s->queue_head; op; op = op->next)
                         reply_error(&op->call, SBX_ERROR_SESSION_CLOSED, "%s", "The broker is stopping.");
         }
-        session_release_worker(s);
+        session_release_vm(s);
         s->timer = sd_event_source_disable_unref(s->timer);
         s->linger = sd_event_source_disable_unref(s->linger);
         s->open_call = sd_bus_message_unref(s->open_call);

@@ -2,8 +2,8 @@
 #pragma once
 
 /* A stateful session: one VM kept across Exec calls, with file I/O. Calls
- * run one at a time in arrival order; the VM's worker speaks the session
- * half of the worker protocol (docs/protocols.md). */
+ * queue and run one at a time in arrival order, each one request on the
+ * session's Vm (vm.h); an Exec call's output and result are an Exec (exec.h). */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,7 +17,7 @@
 #include "exec.h"
 #include "request.h"
 #include "result.h"
-#include "worker-spawn.h"
+#include "vm.h"
 
 #define SESSION_QUEUE_MAX 16u
 
@@ -50,10 +50,9 @@ struct Session {
         uid_t owner_uid;
         sd_bus_message *open_call; /* pending OpenSession() until the VM is up */
 
-        bool ready, closed;
-        WorkerLink worker;
+        bool closed;
+        Vm vm;              /* vm.info: what W_SESSION_READY said (boot, snapshot tier, exposed ports) */
         AdmissionSlot slot; /* its VM's share of the budget */
-        WorkerReady vm; /* what W_SESSION_READY said: boot, snapshot tier, exposed ports */
         sd_event_source *timer;  /* idle timeout */
         sd_event_source *linger; /* pre-allocated: frees the closed session after job_linger_seconds */
 

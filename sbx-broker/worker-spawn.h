@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
-/* The broker's end of one VM worker, shared by jobs, sessions and the warm pool: it starts the
- * worker, reads its frames and hands them over, and closes everything in one call. The VM's share
- * of the budget is its owner's (admission.h). */
+/* The broker's end of one VM worker: it starts the worker, reads its frames and hands them to the
+ * VM client (vm.h), and closes everything in one call. The VM's share of the budget is its owner's
+ * (admission.h). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,7 +15,6 @@
 #include "frame.h"
 #include "framed-conn.h"
 #include "macro.h"
-#include "request.h"
 
 /* In a forked child: exec_with_listen_fd() with SBX_CONFIG set to the broker's configuration. For
  * workers and for the embedded sbx-cache. */
@@ -62,12 +61,3 @@ static inline bool worker_link_is_open(const WorkerLink *l) {
 int worker_link_send(WorkerLink *l, SbxMsg *m);
 /* The same with one fd passed along; the caller keeps its own. */
 int worker_link_send_with_fd(WorkerLink *l, SbxMsg *m, int fd);
-
-/* B_SESSION_OPEN for a VM of this language and memory; opts (may be NULL) adds the session-wide
- * env and the network options. WARM starts the interpreter before READY; SNAPSHOT restores (or
- * builds) the L1 snapshot. */
-int worker_send_session_open(WorkerLink *l, uint64_t id, SbxLanguage language, uint32_t memory_mb,
-                             const SbxRequest *opts, bool warm, bool snapshot);
-/* B_EXEC: code for the VM's persistent interpreter. */
-int worker_send_exec(WorkerLink *l, uint64_t id, const char *code, size_t code_len, uint32_t timeout_ms,
-                     char *const *env, size_t n_env);
