@@ -79,14 +79,20 @@ static void msg_of_size(SbxMsg *m, size_t n) {
                         ASSERT_OK(sd_event_run((e), 10000));                                                           \
         } while (0)
 
+/* An event loop and a connected socket pair for one test. */
+static sd_event *new_pair(int sv[2]) {
+        sd_event *e = NULL;
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        return e;
+}
+
 static void test_frames_and_fds(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         int sv[2], pipefd[2];
         struct stat a, b;
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
         Peer *x = peer_new(e, sv[0], 8u << 20), *y = peer_new(e, sv[1], 8u << 20);
 
@@ -124,12 +130,10 @@ static void test_frames_and_fds(void) {
 }
 
 static void test_bounded_queue(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         int sv[2];
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         Peer *x = peer_new(e, sv[0], 4096);
         /* The socket takes the first frames; the queue then holds at most 4 KiB. */
         int r = 0;
@@ -146,12 +150,10 @@ static void test_bounded_queue(void) {
 }
 
 static void test_stall_deadline(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         int sv[2];
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         Peer *x = peer_new(e, sv[0], 8u << 20);
         ASSERT_OK(framed_conn_set_stall_timeout(&x->conn, 200000u));
 
@@ -182,13 +184,11 @@ static int on_slow_read(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void test_progress_postpones_stall(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(sd_event_source_unrefp) sd_event_source *reader = NULL;
         int sv[2];
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         ASSERT_OK(fd_set_nonblock(sv[1], 1));
         Peer *x = peer_new(e, sv[0], 8u << 20);
         ASSERT_OK(framed_conn_set_stall_timeout(&x->conn, 300000u));
@@ -206,12 +206,10 @@ static void test_progress_postpones_stall(void) {
 }
 
 static void test_free_inside_handler(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         int sv[2];
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         Peer *x = peer_new(e, sv[0], 1u << 20), *y = peer_new(e, sv[1], 1u << 20);
         y->free_on_frame = true;
         /* Several frames arrive in one read; the first handler frees y (ASan would see a later use). */
@@ -227,12 +225,10 @@ static void test_free_inside_handler(void) {
 }
 
 static void test_move(void) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         int sv[2];
         SbxMsg m;
 
-        ASSERT_OK(sd_event_new(&e));
-        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+        _cleanup_(sd_event_unrefp) sd_event *e = new_pair(sv);
         Peer *x = peer_new(e, sv[0], 1u << 20), *y = peer_new(e, sv[1], 1u << 20);
         ASSERT_OK(framed_conn_set_stall_timeout(&y->conn, 1000000u));
         Peer *z = calloc(1, sizeof *z);

@@ -257,9 +257,11 @@ int worker_ready_parse(const uint8_t *p, size_t n, WorkerReady *ret) {
         return 0;
 }
 
-int worker_error_parse(const uint8_t *p, size_t n, uint32_t *ret_kind, char **ret_message) {
+/* W_ERROR and W_FILE_RESULT: a u32 code under code_tag and an optional MESSAGE. */
+static int parse_code_and_message(const uint8_t *p, size_t n, uint16_t code_tag, uint32_t code_default,
+                                  uint32_t *ret_code, char **ret_message) {
         _cleanup_free_ char *msg = NULL;
-        uint32_t kind = SBX_ERR_INTERNAL;
+        uint32_t code = code_default;
         SbxTlvIter it;
         uint16_t tag;
         const uint8_t *v;
@@ -268,8 +270,8 @@ int worker_error_parse(const uint8_t *p, size_t n, uint32_t *ret_kind, char **re
 
         sbx_tlv_iter_init(&it, p, n);
         while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                if (tag == SBX_T_ERROR_KIND)
-                        r = sbx_tlv_u32(v, len, &kind);
+                if (tag == code_tag)
+                        r = sbx_tlv_u32(v, len, &code);
                 else if (tag == SBX_T_MESSAGE && !msg)
                         r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &msg);
                 if (r < 0)
@@ -277,9 +279,17 @@ int worker_error_parse(const uint8_t *p, size_t n, uint32_t *ret_kind, char **re
         }
         if (r < 0)
                 return r;
-        *ret_kind = kind;
+        *ret_code = code;
         *ret_message = TAKE_PTR(msg);
         return 0;
+}
+
+int worker_error_parse(const uint8_t *p, size_t n, uint32_t *ret_kind, char **ret_message) {
+        return parse_code_and_message(p, n, SBX_T_ERROR_KIND, SBX_ERR_INTERNAL, ret_kind, ret_message);
+}
+
+int worker_file_result_parse(const uint8_t *p, size_t n, uint32_t *ret_status, char **ret_message) {
+        return parse_code_and_message(p, n, SBX_T_FILE_STATUS, SBX_FILE_IO_ERROR, ret_status, ret_message);
 }
 
 const char *worker_error_name(uint32_t kind) {

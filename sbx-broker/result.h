@@ -67,6 +67,8 @@ int run_result_append(sd_bus_message *m, const RunResult *r, const OutputCapture
 
 /* A worker's W_ERROR: its kind (SbxErrorKind) and message (NULL when absent, owned). */
 int worker_error_parse(const uint8_t *payload, size_t n, uint32_t *ret_kind, char **ret_message);
+/* A worker's W_FILE_RESULT: its SbxFileStatus and message (NULL when absent, owned). */
+int worker_file_result_parse(const uint8_t *payload, size_t n, uint32_t *ret_status, char **ret_message);
 /* The D-Bus error name for an SbxErrorKind. */
 const char *worker_error_name(uint32_t kind);
 

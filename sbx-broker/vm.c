@@ -81,23 +81,11 @@ static int handle_result(Vm *vm, const uint8_t *p, size_t n) {
 
 static int handle_file_result(Vm *vm, const uint8_t *p, size_t n) {
         _cleanup_free_ char *message = NULL;
-        uint32_t len, status = SBX_FILE_IO_ERROR;
-        const uint8_t *v;
-        SbxTlvIter it;
-        uint16_t tag;
-        int r;
+        uint32_t status;
 
         if (vm->request != VM_REQUEST_FILE && vm->request != VM_REQUEST_LIST)
                 return -EBADMSG;
-        sbx_tlv_iter_init(&it, p, n);
-        while ((r = sbx_tlv_next(&it, &tag, &v, &len)) > 0) {
-                if (tag == SBX_T_FILE_STATUS)
-                        r = sbx_tlv_u32(v, len, &status);
-                else if (tag == SBX_T_MESSAGE && !message)
-                        r = sbx_tlv_str(v, len, SBX_MESSAGE_MAX, &message);
-                if (r < 0)
-                        return r;
-        }
+        int r = worker_file_result_parse(p, n, &status, &message);
         if (r < 0)
                 return r;
         (void) vm_request_done(vm);
