@@ -133,7 +133,10 @@ typedef enum SbxTag {
         /* In W_SESSION_READY: one per exposed port, as bound. */
         SBX_T_PORT_MAPPING = 57,   /* string: "tcp INTERNAL 127.0.0.1:EXTERNAL" */
         /* In W_RESULT: whether the VM's memory and pids limits were in place, and in which hierarchy. */
-        SBX_T_CGROUP_MODE = 58,    /* string: "v2" | "v1" | "none" */
+        SBX_T_CGROUP_MODE = 58,
+        /* u8 in B_SESSION_OPEN: the VM serves one exec (a cold one-shot run): the guest runs it as a
+         * fresh process, not in the persistent interpreter, whose start would only add to its time. */
+        SBX_T_ONESHOT = 59,    /* string: "v2" | "v1" | "none" */
 } SbxTag;
 
 typedef enum SbxFileStatus {

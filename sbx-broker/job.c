@@ -221,7 +221,7 @@ int job_start(Job *j) {
          * VM with a NIC has other devices than the snapshot's: always a fresh boot. */
         bool snapshot = b->config.snapshots && j->req.use_snapshot && !request_has_nic(&j->req);
         r = vm_open(&j->vm, b, j->id, j->req.language, j->req.memory_mb, snapshot ? NULL : &j->req, false, snapshot,
-                    &job_vm_ops, j);
+                    !snapshot, &job_vm_ops, j);
         if (r < 0) {
                 if (vm_is_open(&j->vm))
                         job_fail(j, SBX_ERROR_VM_TRANSIENT, "Failed to hand the run to the VM worker: %s",

@@ -216,7 +216,7 @@ static int pool_vm_start(Pool *p, SbxLanguage language) {
          * snapshot's unchanged pages. */
         if (r >= 0)
                 r = vm_open(&vm->vm, b, ++b->next_id, language, b->config.default_memory_mb, NULL, true,
-                            b->config.snapshots, &pool_vm_ops, vm);
+                            b->config.snapshots, false, &pool_vm_ops, vm);
         if (r < 0) {
                 /* With back-off, like a VM that fails later: the freed room must not start it again at once. */
                 log_warning_errno(r, "Warm pool: failed to start a %s VM: %m", sbx_language_to_string(language));

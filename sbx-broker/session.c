@@ -377,7 +377,7 @@ int session_open(Broker *b, sd_bus_message *call, sd_bus_error *error) {
         /* A session may start from the L1 snapshot too, unless its VM needs a NIC. */
         bool snapshot = b->config.snapshots && s->options.use_snapshot && !request_has_nic(&s->options);
         r = vm_open(&s->vm, b, s->id, s->options.language, s->options.memory_mb, &s->options, false, snapshot,
-                    &session_vm_ops, s);
+                    false, &session_vm_ops, s);
         if (r < 0)
                 goto fail;
         s->open_call = sd_bus_message_ref(call);

@@ -173,7 +173,7 @@ static void on_link_lost(void *userdata, int error, bool protocol) {
 }
 
 int vm_open(Vm *vm, Broker *b, uint64_t id, SbxLanguage language, uint32_t memory_mb, const SbxRequest *opts, bool warm,
-            bool snapshot, const VmOps *ops, void *userdata) {
+            bool snapshot, bool oneshot, const VmOps *ops, void *userdata) {
         SbxMsg m;
         int r;
 
@@ -197,6 +197,8 @@ int vm_open(Vm *vm, Broker *b, uint64_t id, SbxLanguage language, uint32_t memor
         }
         if (warm)
                 sbx_msg_put_u8(&m, SBX_T_WARM, 1);
+        if (oneshot)
+                sbx_msg_put_u8(&m, SBX_T_ONESHOT, 1);
         if (snapshot)
                 sbx_msg_put_u8(&m, SBX_T_SNAPSHOT, 1);
         r = worker_link_send(&vm->link, &m);

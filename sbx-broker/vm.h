@@ -63,9 +63,10 @@ void vm_init(Vm *vm);
 /* Starts a worker and sends B_SESSION_OPEN for a VM of this language and memory (id names it in
  * the worker's logs and cgroup). opts (may be NULL) adds the session-wide env and the network
  * options; warm starts the interpreter before READY; snapshot restores (or builds) the L1
- * snapshot. on_ready follows, or on_lost. */
+ * snapshot; oneshot (a cold run's VM, which serves one exec) has the guest run execs as fresh
+ * processes rather than in the persistent interpreter. on_ready follows, or on_lost. */
 int vm_open(Vm *vm, Broker *b, uint64_t id, SbxLanguage language, uint32_t memory_mb, const SbxRequest *opts, bool warm,
-            bool snapshot, const VmOps *ops, void *userdata);
+            bool snapshot, bool oneshot, const VmOps *ops, void *userdata);
 /* Hands a ready VM with no request in flight to a new owner; src is left empty. */
 void vm_move(Vm *dst, Vm *src, const VmOps *ops, void *userdata);
 /* Closes the link (the worker stops the VM on EOF) and SIGTERMs the worker if asked. Idempotent.

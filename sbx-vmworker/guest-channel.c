@@ -344,7 +344,7 @@ int guest_parse_list_entry(const uint8_t *p, size_t n, GuestListEntry *ret, cons
 
 /* Session environment entries that the exec does not replace come first, then the exec's own. */
 static int build_exec(const RunRequest *req, SbxLanguage language, char *const *under, size_t n_under,
-                      SbxMsg *ret) {
+                      bool session, SbxMsg *ret) {
         uint8_t seed[GUEST_SEED_SIZE];
         struct timespec ts;
         size_t n_env = req->n_env;
@@ -379,7 +379,8 @@ static int build_exec(const RunRequest *req, SbxLanguage language, char *const *
         }
         for (size_t i = 0; i < req->n_env; i++)
                 sbx_msg_put_str(&m, SBX_T_ENV, req->env[i]);
-        sbx_msg_put_u8(&m, SBX_T_SESSION, 1);
+        if (session)
+                sbx_msg_put_u8(&m, SBX_T_SESSION, 1);
         sbx_msg_put_u64(&m, SBX_T_CLOCK_NS, (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec);
         sbx_msg_put(&m, SBX_T_SEED, seed, sizeof seed);
         explicit_bzero(seed, sizeof seed);
@@ -394,7 +395,7 @@ static int build_exec(const RunRequest *req, SbxLanguage language, char *const *
 }
 
 int guest_build_exec(const RunRequest *session, const RunRequest *exec, SbxMsg *ret) {
-        return build_exec(exec, session->language, session->env, session->n_env, ret);
+        return build_exec(exec, session->language, session->env, session->n_env, !session->oneshot, ret);
 }
 
 int guest_build_path_request(uint8_t type, const char *path, uint32_t mode, SbxMsg *ret) {

@@ -162,7 +162,7 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
 
                 if ((!want_vm && (tag == SBX_T_LANGUAGE || tag == SBX_T_MEMORY_MB || tag == SBX_T_VCPUS ||
                                   tag == SBX_T_ACCEL || tag == SBX_T_NETWORK || tag == SBX_T_ALLOWED_DOMAIN ||
-                                  tag == SBX_T_EXPOSE)) ||
+                                  tag == SBX_T_EXPOSE || tag == SBX_T_ONESHOT)) ||
                     (!want_code && (tag == SBX_T_CODE || tag == SBX_T_TIMEOUT_MS)))
                         tag = 0; /* not for this request: skipped */
 
@@ -242,6 +242,16 @@ static int request_parse(RunRequestKind kind, const uint8_t *payload, size_t len
                                 k = -EINVAL;
                         }
                         r.network = b == 1;
+                        break;
+                }
+                case SBX_T_ONESHOT: {
+                        uint8_t b = 0;
+                        k = sbx_tlv_u8(v, n, &b);
+                        if (k >= 0 && b > 1) {
+                                *ret_reason = "ONESHOT is neither 0 nor 1";
+                                k = -EINVAL;
+                        }
+                        r.oneshot = b == 1;
                         break;
                 }
                 case SBX_T_ALLOWED_DOMAIN:

@@ -33,6 +33,7 @@ typedef struct RunRequest {
         SbxAccel accel; /* SBX_ACCEL_AUTO when neither the broker nor the config chose */
         /* Network (SESSION_OPEN; docs/network.md). */
         bool network;   /* SBX_T_NETWORK = 1: outbound access through sbx-netd */
+        bool oneshot;   /* SBX_T_ONESHOT = 1: execs run as fresh processes (a cold one-shot run) */
         char **domains; /* SBX_T_ALLOWED_DOMAIN; none with network: full outbound access */
         size_t n_domains;
         RunExpose expose[SBX_EXPOSE_MAX];
