@@ -272,6 +272,44 @@ static void test_exec(void) {
         run_request_done(&exec_req);
 }
 
+/* A cold one-shot run's open (ONESHOT): its exec goes to the guest without SESSION. */
+static void test_exec_oneshot(void) {
+        SbxConfig config = test_config();
+        RunRequest open, exec_req;
+        const char *reason;
+        SbxMsg run, exec;
+
+        build_run(&run, "python", "print(1)", 2000);
+        sbx_msg_put_u8(&run, SBX_T_ONESHOT, 1);
+        must(sbx_msg_finish(&run));
+        must(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(run), PAYLOAD_LEN(run), &config, &open, &reason));
+        must(run_request_parse(RUN_REQUEST_EXEC, PAYLOAD(run), PAYLOAD_LEN(run), &config, &exec_req, &reason));
+        CHECK(open.oneshot);
+        CHECK(!exec_req.oneshot); /* a VM setting: an exec cannot set it */
+        CHECK(guest_build_exec(&open, &exec_req, &exec) == 0);
+
+        SbxTlvIter it;
+        uint16_t tag;
+        const uint8_t *v;
+        uint32_t n;
+        bool session = false;
+        sbx_tlv_iter_init(&it, PAYLOAD(exec), PAYLOAD_LEN(exec));
+        while (sbx_tlv_next(&it, &tag, &v, &n) > 0)
+                session |= tag == SBX_T_SESSION;
+        CHECK(!session);
+        sbx_msg_done(&exec);
+        sbx_msg_done(&run);
+        run_request_done(&open);
+        run_request_done(&exec_req);
+
+        /* Anything but 0 or 1 is refused. */
+        build_run(&run, "python", "print(1)", 2000);
+        sbx_msg_put_u8(&run, SBX_T_ONESHOT, 2);
+        must(sbx_msg_finish(&run));
+        CHECK(run_request_parse(RUN_REQUEST_SESSION_OPEN, PAYLOAD(run), PAYLOAD_LEN(run), &config, &open, &reason) < 0);
+        sbx_msg_done(&run);
+}
+
 static void test_session_requests(void) {
         SbxConfig config = test_config();
         RunRequest open_req, exec_req;
@@ -603,5 +641,6 @@ int main(void) {
         test_guest_frames();
         test_text();
         test_exec();
+        test_exec_oneshot();
         return CHECK_SUMMARY();
 }
