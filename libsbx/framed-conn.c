@@ -365,46 +365,20 @@ static int framed_conn_queue(FramedConn *c, const SbxMsg *m) {
         return 0;
 }
 
-/* Writes what the socket takes now. A write error closes the connection from the event loop (the
- * socket stays writable, so EPOLLOUT brings it there): callers never see on_close re-entered. */
-static int framed_conn_kick(FramedConn *c) {
-        int r = framed_conn_write_some(c);
-        if (r < 0)
-                log_debug_errno(r, "Writing to the %s failed: %m", c->name);
-        (void) framed_conn_update_events(c);
-        return 0;
-}
-
-int framed_conn_send(FramedConn *c, SbxMsg *m) {
-        int r = sbx_msg_finish(m);
-        if (r < 0)
-                return r;
-        if (c->fd < 0 || c->closed)
-                return -EPIPE;
-        bool was_empty = c->out_end == c->out_start;
-        r = framed_conn_queue(c, m);
-        if (r < 0)
-                return r;
-        if (was_empty)
-                framed_conn_arm_stall(c);
-        return framed_conn_kick(c);
-}
-
-int framed_conn_send_with_fds(FramedConn *c, SbxMsg *m, const int *fds, size_t n_fds) {
+/* Finishes m, queues it (with dups of fds, if any, riding on its first byte) and writes what the
+ * socket takes now. A write error closes the connection from the event loop (the socket stays
+ * writable, so EPOLLOUT brings it there): callers never see on_close re-entered. */
+static int framed_conn_enqueue(FramedConn *c, SbxMsg *m, const int *fds, size_t n_fds) {
         FramedConnFds f = {.at = c->out_sent + (c->out_end - c->out_start), .n = n_fds};
         int r;
 
-        if (n_fds == 0 || n_fds > SBX_FRAME_READER_FDS_MAX)
-                return -EINVAL;
         r = sbx_msg_finish(m);
         if (r < 0)
                 return r;
         if (c->fd < 0 || c->closed)
                 return -EPIPE;
-        if (c->n_out_fds >= FRAMED_CONN_FDS_QUEUE_MAX)
+        if (n_fds > 0 && c->n_out_fds >= FRAMED_CONN_FDS_QUEUE_MAX)
                 return -ENOBUFS;
-        for (size_t i = 0; i < n_fds; i++)
-                f.fds[i] = -EBADF;
         for (size_t i = 0; i < n_fds; i++) {
                 f.fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
                 if (f.fds[i] < 0) {
@@ -421,10 +395,26 @@ int framed_conn_send_with_fds(FramedConn *c, SbxMsg *m, const int *fds, size_t n
                         safe_close(f.fds[i]);
                 return r;
         }
-        c->out_fds[c->n_out_fds++] = f;
+        if (n_fds > 0)
+                c->out_fds[c->n_out_fds++] = f;
         if (was_empty)
                 framed_conn_arm_stall(c);
-        return framed_conn_kick(c);
+
+        r = framed_conn_write_some(c);
+        if (r < 0)
+                log_debug_errno(r, "Writing to the %s failed: %m", c->name);
+        (void) framed_conn_update_events(c);
+        return 0;
+}
+
+int framed_conn_send(FramedConn *c, SbxMsg *m) {
+        return framed_conn_enqueue(c, m, NULL, 0);
+}
+
+int framed_conn_send_with_fds(FramedConn *c, SbxMsg *m, const int *fds, size_t n_fds) {
+        if (n_fds == 0 || n_fds > SBX_FRAME_READER_FDS_MAX)
+                return -EINVAL;
+        return framed_conn_enqueue(c, m, fds, n_fds);
 }
 
 int framed_conn_flush(FramedConn *c, uint64_t timeout_usec) {
