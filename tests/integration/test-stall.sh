@@ -13,17 +13,12 @@ B=(org.sbx.Broker1 /org/sbx/Broker1 org.sbx.Broker1)
 for _ in $(seq 100); do busctl --address="$SYS" call "${B[@]}" GetStatus >/dev/null 2>&1 && break; sleep 0.1; done
 BP=$(broker_pid)
 check "the broker is up on a system-like bus" [ -n "$BP" ]
-# The broker's workers, by their parent's recorded pid.
-broker_workers() {
-    local p
-    for p in $(pgrep -P "$BP"); do [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == */sbx-vmworker ]] && echo "$p"; done
-}
 ms_now() { date +%s%3N; }
 
 # --- a stopped worker and a megabyte Exec ---
 s=$(busctl --address="$SYS" --json=short call "${B[@]}" OpenSession 'a{sv}' 1 language s python | jq -r '.data[0]')
 check "a python session opens" grep -q "^/org/sbx/Broker1/session/_" <<<"$s"
-W=$(broker_workers | head -n1)
+W=$(worker_pids | head -n1) # the session's: no other VM runs yet
 check "its worker is found by the broker's pid" [ -n "$W" ]
 kill -STOP "$W"
 SBX_BUS_ADDRESS=$SYS "$BUILD/tests/tools/session-exec-client" "$s" --big $((1024 * 1024)) >"$TMP/big.out" 2>&1 &
